@@ -1,0 +1,305 @@
+"""The one door to ComfyUI.
+
+Every call into ComfyUI (``comfy.*``, ``folder_paths``, ``server``) goes through this module, and each
+has a standalone fallback so the pack also runs without ComfyUI (tests, the command-line demo).
+
+We are "inside ComfyUI" when ComfyUI's own modules are already imported: ComfyUI imports
+``folder_paths`` and ``comfy.model_management`` before it loads custom nodes. We never import them
+ourselves, so a ComfyUI checkout that merely sits on ``sys.path`` does not initialise a GPU here.
+
+Standalone, ComfyUI's folders live under one base directory: ``$GEMDIRECT_HOME`` if set, else the
+current working directory (``input/``, ``output/``, ``user/``, ``temp/``, ``models/<folder>/``),
+the same layout as a ComfyUI install.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("gemdirect")
+
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".pth", ".pt", ".pkl", ".ckpt", ".bin", ".gguf")
+
+
+def _loaded(name: str) -> Any | None:
+    """ComfyUI's module ``name`` if ComfyUI has imported it, else None."""
+    return sys.modules.get(name)
+
+
+def inside_comfyui() -> bool:
+    return _loaded("folder_paths") is not None and _loaded("comfy.model_management") is not None
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def standalone_home() -> str:
+    """Base directory standing in for ComfyUI's install when ComfyUI is absent."""
+    return os.path.abspath(os.environ.get("GEMDIRECT_HOME") or os.getcwd())
+
+
+def _directory(kind: str) -> str:
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        getter = {
+            "input": folder_paths.get_input_directory,
+            "output": folder_paths.get_output_directory,
+            "temp": folder_paths.get_temp_directory,
+            "user": folder_paths.get_user_directory,
+        }[kind]
+        return os.path.abspath(getter())
+    return os.path.join(standalone_home(), kind)
+
+
+def input_directory() -> str:
+    """ComfyUI's input folder (absolute)."""
+    return _directory("input")
+
+
+def output_directory() -> str:
+    """ComfyUI's output folder (absolute)."""
+    return _directory("output")
+
+
+def temp_directory() -> str:
+    return _directory("temp")
+
+
+def user_directory() -> str:
+    return _directory("user")
+
+
+def allowed_roots() -> list[str]:
+    """The folders HTTP routes and file inputs may touch: ComfyUI's input, output, temp and user."""
+    return [input_directory(), output_directory(), temp_directory(), user_directory()]
+
+
+# Standalone registry of extra model folders: name -> (paths, extensions).
+_standalone_folders: dict[str, tuple[list[str], set[str]]] = {}
+
+
+def register_model_folder(name: str, paths: Iterable[str], extensions: Iterable[str] = MODEL_EXTENSIONS) -> None:
+    """Make ``models/<name>`` (and any extra ``paths``) a model folder, as ComfyUI's own are.
+
+    Idempotent; existing paths and extensions of the folder are kept.
+    """
+    paths = [os.path.abspath(p) for p in paths]
+    extensions = set(extensions)
+    folder_paths = _loaded("folder_paths")
+    registry = folder_paths.folder_names_and_paths if folder_paths is not None else _standalone_folders
+    known_paths, known_exts = registry.get(name, ([], set()))
+    known_paths = list(known_paths) + [p for p in paths if p not in known_paths]
+    known_exts = set(known_exts) | extensions
+    registry[name] = (known_paths, known_exts)
+    if folder_paths is not None:
+        folder_paths.filename_list_cache.pop(name, None)
+
+
+def model_folder_paths(name: str) -> list[str]:
+    """Folders searched for model type ``name`` (may not exist on disk)."""
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        try:
+            return folder_paths.get_folder_paths(name)
+        except KeyError:
+            return []
+    paths, _ = _standalone_folders.get(name, ([], set()))
+    default = os.path.join(standalone_home(), "models", name)
+    return [default] + [p for p in paths if p != default]
+
+
+def model_files(name: str) -> list[str]:
+    """Relative file names of models of type ``name``, sorted, as ComfyUI's dropdowns list them."""
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        try:
+            return list(folder_paths.get_filename_list(name))
+        except KeyError:
+            return []
+    _, extensions = _standalone_folders.get(name, ([], set(MODEL_EXTENSIONS)))
+    extensions = extensions or set(MODEL_EXTENSIONS)
+    found: set[str] = set()
+    for root in model_folder_paths(name):
+        if not os.path.isdir(root):
+            continue
+        for dirpath, _dirs, files in os.walk(root, followlinks=True):
+            for file in files:
+                if os.path.splitext(file)[1].lower() in extensions:
+                    found.add(os.path.relpath(os.path.join(dirpath, file), root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def model_path(name: str, filename: str) -> str:
+    """Absolute path of model ``filename`` of type ``name``; FileNotFoundError names the folders."""
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        path = folder_paths.get_full_path(name, filename)
+        if path is not None:
+            return path
+    else:
+        for root in model_folder_paths(name):
+            candidate = os.path.abspath(os.path.join(root, filename))
+            if candidate.startswith(os.path.abspath(root) + os.sep) and os.path.isfile(candidate):
+                return candidate
+    folders = ", ".join(model_folder_paths(name)) or f"models/{name}"
+    raise FileNotFoundError(f"model file '{filename}' not found in {folders}; put it there and refresh (press R)")
+
+
+# --------------------------------------------------------------------------- device and memory
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Free and total memory of the compute device in bytes (RAM for the CPU)."""
+
+    device: str
+    name: str
+    free: int
+    total: int
+
+
+def torch_device() -> Any:
+    """The device heavy work runs on: ComfyUI's choice inside ComfyUI, else CUDA/MPS/CPU."""
+    mm = _loaded("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def intermediate_device() -> Any:
+    """Where IMAGE tensors live between nodes (the CPU in ComfyUI's default setup)."""
+    mm = _loaded("comfy.model_management")
+    if mm is not None:
+        return mm.intermediate_device()
+    import torch
+
+    return torch.device("cpu")
+
+
+def device_memory(device: Any = None) -> DeviceMemory:
+    """Free/total bytes of ``device`` (default: the torch device). For the CPU: system RAM."""
+    mm = _loaded("comfy.model_management")
+    if device is None:
+        device = torch_device()
+    kind = getattr(device, "type", str(device))
+    if mm is not None:
+        return DeviceMemory(
+            device=str(device),
+            name=str(mm.get_torch_device_name(device)),
+            free=int(mm.get_free_memory(device)),
+            total=int(mm.get_total_memory(device)),
+        )
+    if kind == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info(device)
+        return DeviceMemory(str(device), torch.cuda.get_device_name(device), int(free), int(total))
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return DeviceMemory(str(device), "cpu", int(vm.available), int(vm.total))
+
+
+def free_cached_models(bytes_needed: int, device: Any = None) -> None:
+    """Ask ComfyUI to unload cached models until ``bytes_needed`` are free (no-op standalone)."""
+    mm = _loaded("comfy.model_management")
+    if mm is None:
+        return
+    mm.free_memory(bytes_needed, device if device is not None else mm.get_torch_device())
+    mm.soft_empty_cache()
+
+
+# --------------------------------------------------------------------------- progress and interrupt
+
+
+class Interrupted(Exception):
+    """Raised standalone when :func:`request_interrupt` was called (ComfyUI raises its own)."""
+
+
+_interrupt = threading.Event()
+
+
+def request_interrupt() -> None:
+    """Standalone stand-in for ComfyUI's Cancel button (tests, the CLI's Ctrl+C)."""
+    _interrupt.set()
+
+
+def clear_interrupt() -> None:
+    _interrupt.clear()
+
+
+def check_interrupt() -> None:
+    """Raise if the user asked to stop. Call between chunks of long work."""
+    mm = _loaded("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+        return
+    if _interrupt.is_set():
+        _interrupt.clear()
+        raise Interrupted("stopped on request")
+
+
+class Progress:
+    """Progress of long work: ComfyUI's ProgressBar inside ComfyUI, a callback standalone.
+
+    ``update(n)`` adds n steps; each update is also an interrupt point.
+    """
+
+    # Standalone listeners get (current, total); the CLI prints, tests record.
+    listeners: list[Callable[[int, int], None]] = []
+
+    def __init__(self, total: int, node_id: str | None = None):
+        self.total = max(int(total), 1)
+        self.current = 0
+        utils = _loaded("comfy.utils")
+        self._bar = utils.ProgressBar(self.total, node_id=node_id) if utils is not None else None
+
+    def update(self, steps: int = 1) -> None:
+        self.set(self.current + steps)
+
+    def set(self, value: int) -> None:
+        self.current = min(int(value), self.total)
+        if self._bar is not None:
+            self._bar.update_absolute(self.current, self.total)
+        else:
+            for listener in list(Progress.listeners):
+                listener(self.current, self.total)
+        check_interrupt()
+
+
+# --------------------------------------------------------------------------- websocket
+
+
+# Standalone listeners get (event, data); the panel's tests and the CLI subscribe here.
+event_listeners: list[Callable[[str, dict], None]] = []
+
+
+def send_event(event: str, data: dict) -> None:
+    """Send ``event`` with JSON-able ``data`` to the ComfyUI frontend (all clients)."""
+    server = _loaded("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+    if instance is not None:
+        try:
+            instance.send_sync(event, data)
+        except Exception as exc:  # a closed socket must never fail a render
+            log.debug("gemDirect: websocket send of %s failed: %s", event, exc)
+    for listener in list(event_listeners):
+        listener(event, data)
+
+
+def prompt_server() -> Any | None:
+    """ComfyUI's PromptServer instance (for route registration), or None standalone."""
+    server = _loaded("server")
+    return getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
