@@ -49,11 +49,11 @@ def _looks_like_text(path: str) -> bool:
     return True
 
 
-def open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
+def open_video(path: str | os.PathLike[str], *, require_video: bool = True) -> av.container.InputContainer:
     """Open ``path`` for reading; any failure is a VideoError naming the file and the fix.
 
-    The caller closes the container (``with open_video(p) as container:``). The container is
-    guaranteed to hold at least one video stream.
+    The caller closes the container (``with open_video(p) as container:``). With require_video
+    (the default) the container is guaranteed to hold at least one video stream.
     """
     name = os.fspath(path)
     if not os.path.exists(name):
@@ -65,12 +65,12 @@ def open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
     try:
         container = av.open(name, "r")
     except av.error.FFmpegError as exc:
-        kind = "a text file, not a video" if _looks_like_text(name) else "truncated, corrupt or not a video"
+        kind = "is a text file, not a video" if _looks_like_text(name) else "is truncated, corrupt or not a video"
         raise VideoError(
-            f"{name}: cannot be read as a video ({exc.strerror or exc}); it looks {kind}. "
+            f"{name}: cannot be read as a video ({exc.strerror or exc}); it {kind}. "
             "Render or export it again."
         ) from exc
-    if not container.streams.video:
+    if require_video and not container.streams.video:
         kinds = sorted({stream.type for stream in container.streams}) or ["no streams"]
         container.close()
         raise VideoError(f"{name}: has no video stream (holds: {', '.join(kinds)}); pick a video file")
@@ -107,7 +107,8 @@ def probe_video(path: str | os.PathLike[str], *, verify: bool = True) -> VideoIn
             try:
                 counted = _count_packets(container, stream)
             except av.error.FFmpegError as exc:
-                raise VideoError(f"{name}: corrupt video data ({exc.strerror or exc}); render it again") from exc
+                reason = exc.strerror or exc
+                raise VideoError(f"{name}: truncated or corrupt video data ({reason}); render it again") from exc
         if header_frames and counted is not None and counted < header_frames:
             raise VideoError(
                 f"{name}: truncated: holds {counted} of the {header_frames} frames its header lists "
