@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger("gemdirect")
 
@@ -258,7 +258,7 @@ class Progress:
     """
 
     # Standalone listeners get (current, total); the CLI prints, tests record.
-    listeners: list[Callable[[int, int], None]] = []
+    listeners: ClassVar[list[Callable[[int, int], None]]] = []
 
     def __init__(self, total: int, node_id: str | None = None):
         self.total = max(int(total), 1)

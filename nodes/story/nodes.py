@@ -1,0 +1,204 @@
+"""Story nodes: load a story.json (STORY) and pick one scene of it (SCENE + the plain values)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+from .. import comfy
+from .demo import DEMO_FOLDER, install_demo_story
+from .keyframe import grey_frame, load_keyframe
+from .plan import LoadedStory, ScenePlan, describe_plan, load_and_plan
+from .presets import FROM_STORY, NO_PRESET, available_presets
+
+REQUIRES = ("pydantic", "numpy", "PIL")
+log = logging.getLogger("gemdirect")
+STORY_FOLDER = "gemdirect"  # under ComfyUI's input folder
+NO_STORIES = "(no stories: put one in input/gemdirect/)"
+
+
+def stories_folder() -> str:
+    return os.path.join(comfy.input_directory(), STORY_FOLDER)
+
+
+def list_stories() -> list[str]:
+    """Story files under input/gemdirect/ (relative, '/' separated), installing the demo once."""
+    root = stories_folder()
+    if not os.path.exists(os.path.join(root, DEMO_FOLDER)):
+        try:
+            install_demo_story(os.path.join(root, DEMO_FOLDER))
+        except OSError as exc:  # a read-only input folder must not break the node list
+            log.warning("[gemDirect] could not install the demo story into %s: %s", root, exc)
+    found = []
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        depth = os.path.relpath(dirpath, root).count(os.sep)
+        if depth >= 3:
+            dirnames[:] = []
+        for name in files:
+            if name.endswith(".json") and not name.startswith(".") and not name.endswith(".schema.json"):
+                found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    return sorted(found) or [NO_STORIES]
+
+
+def story_path(name: str) -> str:
+    """Absolute path of story ``name`` (as listed); ValueError if it is not inside input/gemdirect/."""
+    root = os.path.realpath(stories_folder())
+    path = os.path.realpath(os.path.join(root, name))
+    if not path.startswith(root + os.sep):
+        raise ValueError(f"story '{name}' is not inside {root}; pick a story from the list")
+    return path
+
+
+def _story_fingerprint(path: str) -> str:
+    """Hash of the story file's bytes and of the files it points at (size and time)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        return f"unreadable:{exc}"
+    digest.update(data)
+    try:
+        raw = json.loads(data)
+        refs = [s.get("keyframe") for s in raw.get("scenes", []) if isinstance(s, dict)]
+    except (ValueError, AttributeError):
+        refs = []
+    folder = os.path.dirname(path)
+    for ref in refs:
+        if isinstance(ref, str):
+            try:
+                stat = os.stat(os.path.join(folder, ref))
+                digest.update(f"{ref}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"{ref}:missing".encode())
+    return digest.hexdigest()
+
+
+class GemDirectStoryLoader:
+    """Load a story.json from ComfyUI's input/gemdirect/ folder and plan every scene."""
+
+    CATEGORY = "gemDirect/story"
+    FUNCTION = "load"
+    RETURN_TYPES = ("STORY", "INT", "STRING")
+    RETURN_NAMES = ("story", "scene_count", "plan")
+    OUTPUT_TOOLTIPS = (
+        "The validated story with its scene plan; feed it to Scene Select.",
+        "How many scenes the story has (set ComfyUI's batch count to this to render them all).",
+        "The scene plan as text: frames, size, seed, cfg, steps and warnings per scene.",
+    )
+    DESCRIPTION = "Reads a story.json, checks it (errors name the field) and plans each scene for WAN 2.2."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "story": (list_stories(), {
+                    "tooltip": "A story file in ComfyUI's input/gemdirect/ folder (one folder per story, "
+                    "with its keyframes beside it). The demo story is installed there on first use.",
+                }),
+                "preset": ([FROM_STORY, NO_PRESET, *available_presets()], {
+                    "default": FROM_STORY,
+                    "tooltip": "Generation settings. 'from story' uses the preset the story's defaults name; "
+                    "'none' lets the story's defaults rule. A preset overrides the story's defaults; "
+                    "a scene's own values override both.",
+                }),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, story, preset):
+        try:
+            return f"{_story_fingerprint(story_path(story))}:{preset}"
+        except ValueError:
+            return story
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, story, preset):
+        if story == NO_STORIES:
+            return "no story picked: put a story folder with story.json into ComfyUI's input/gemdirect/ and refresh"
+        try:
+            path = story_path(story)
+        except ValueError as exc:
+            return str(exc)
+        if not os.path.isfile(path):
+            return f"story file not found: {path} (refresh the list with R)"
+        return True
+
+    def load(self, story: str, preset: str):
+        loaded = load_and_plan(story_path(story), preset)
+        for warning in loaded.warnings:
+            log.warning("[gemDirect] %s: %s", story, warning)
+        return (loaded, len(loaded.plan.scenes), describe_plan(loaded.plan))
+
+
+class GemDirectSceneSelect:
+    """Pick scene N of a story: its SCENE plan plus the plain values core WAN nodes take."""
+
+    CATEGORY = "gemDirect/story"
+    FUNCTION = "select"
+    RETURN_TYPES = ("SCENE", "STRING", "STRING", "INT", "FLOAT", "INT", "INT", "INT", "INT", "FLOAT", "IMAGE")
+    RETURN_NAMES = ("scene", "positive", "negative", "seed", "cfg", "steps", "width", "height", "length",
+                    "fps", "keyframe")
+    OUTPUT_TOOLTIPS = (
+        "The scene's full plan, for the chain, save and render nodes.",
+        "Positive prompt (to CLIP Text Encode).",
+        "Negative prompt (to CLIP Text Encode).",
+        "Sampler seed.",
+        "CFG (WAN 2.2: about 5.2; 6 or more tends to black frames).",
+        "Sampling steps.",
+        "Frame width, already a multiple of the model's size step.",
+        "Frame height, already a multiple of the model's size step.",
+        "Frame count, 4n+1 as WAN needs.",
+        "Frames per second of this scene.",
+        "The scene's keyframe fitted to width x height (cover and centre crop), or mid-grey if it has none.",
+    )
+    DESCRIPTION = "Selects one scene by its 1-based position; with 'increment' the batch count walks the story."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "story": ("STORY", {"tooltip": "From Story Loader."}),
+                "scene_index": ("INT", {
+                    "default": 1, "min": 1, "max": 9999, "step": 1, "control_after_generate": True,
+                    "tooltip": "Which scene, counting from 1 in play order. Set the control to 'increment' "
+                    "and the batch count to the number of scenes to queue the whole story.",
+                }),
+            }
+        }
+
+    def select(self, story: LoadedStory, scene_index: int):
+        import torch
+
+        scene = pick_scene(story, scene_index)
+        if scene.keyframe:
+            frame = load_keyframe(scene.keyframe, scene.width, scene.height)
+        else:
+            frame = grey_frame(scene.width, scene.height)
+        keyframe = torch.from_numpy(frame).unsqueeze(0).to(comfy.intermediate_device())
+        return (scene, scene.prompt, scene.negative, scene.seed, scene.cfg, scene.steps, scene.width, scene.height,
+                scene.length, float(scene.fps), keyframe)
+
+
+def pick_scene(story: LoadedStory, scene_index: int) -> ScenePlan:
+    """Scene ``scene_index`` (1-based) of ``story``; ValueError says the valid range otherwise."""
+    scenes = story.plan.scenes
+    if not 1 <= scene_index <= len(scenes):
+        raise ValueError(
+            f"scene_index {scene_index} is outside the story '{story.plan.title}', which has {len(scenes)} "
+            f"scene(s): use 1 to {len(scenes)} (with 'increment', set the batch count to {len(scenes)})"
+        )
+    return scenes[scene_index - 1]
+
+
+NODE_CLASS_MAPPINGS = {
+    "GemDirectStoryLoader": GemDirectStoryLoader,
+    "GemDirectSceneSelect": GemDirectSceneSelect,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "GemDirectStoryLoader": "Story Loader (gemDirect)",
+    "GemDirectSceneSelect": "Scene Select (gemDirect)",
+}

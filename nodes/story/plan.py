@@ -1,0 +1,373 @@
+"""Scene planning: from a validated story (+ preset) to the exact values each scene renders with.
+
+Rules (documented in docs/story.md):
+- Frames: WAN takes 4n+1 frames. A duration of d seconds at f fps asks for d*f intervals, i.e.
+  d*f + 1 frames; a frame count is taken as asked. Either is rounded to the nearest 4n+1 (halves
+  round up), at least 5. 3.0 s at 16 fps -> 49; at 24 fps -> 73; 50 frames -> 49.
+- Width/height: rounded to the nearest multiple of the model's size multiple (16 for 14B, 32 for
+  5B), at least one multiple.
+- CFG >= 6 warns (WAN 2.2 turns frames black); steps outside 12..20 warn; a scene longer than the
+  model was trained for warns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import zlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .load import LoadedFile, StoryError, StoryIssue, load_story, resolve_in_folder
+from .model import Scene, Story, parse_fps, story_slug
+from .presets import FROM_STORY, NO_PRESET, Preset, load_preset
+from .profiles import DEFAULT_PROFILE, ModelProfile, get_profile
+
+MIN_FRAMES = 5
+CFG_WARN = 6.0
+STEPS_ADVISED = (12, 20)
+DEFAULT_NEGATIVE = (
+    "blurry, low quality, jpeg artifacts, distorted, deformed, extra limbs, flicker, static frame, "
+    "overexposed, washed out colours, text, watermark, subtitles"
+)
+DEFAULT_DURATION_FRAMES = 49
+DEFAULT_CFG = 5.2
+DEFAULT_STEPS = 16
+DEFAULT_SHIFT = 8.0
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    name: str
+    strength: float
+
+
+@dataclass(frozen=True)
+class ControlPlan:
+    kind: str
+    sequence: str  # absolute path of the zip of control frames
+    strength: float
+
+
+@dataclass(frozen=True)
+class TransitionPlan:
+    kind: str  # cut | crossfade | vace
+    frames: int  # overlap with the next scene (0 for a cut)
+    easing: str
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """Everything one scene renders with. The SCENE value that flows through the graph."""
+
+    index: int  # 1-based position in play order
+    id: str
+    title: str
+    story_id: str
+    prompt: str
+    negative: str
+    seed: int
+    cfg: float
+    steps: int
+    sampler: str
+    scheduler: str
+    shift: float
+    width: int
+    height: int
+    length: int  # frames, 4n+1
+    fps: Fraction
+    duration_seconds: float  # length / fps
+    keyframe: str | None  # absolute path inside the story's folder
+    loras: tuple[LoraPlan, ...]
+    control: ControlPlan | None
+    transition: TransitionPlan  # to the next scene; a cut for the last scene
+    chain: bool  # start from the previous scene's last frame (FLF2V)
+    model_profile: str
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PostPlan:
+    interpolation: bool
+    interpolation_method: str
+    target_fps: Fraction | None
+    upscale: bool
+    upscale_factor: float
+    upscale_method: str
+    svi: bool
+
+
+@dataclass(frozen=True)
+class StoryPlan:
+    story_id: str
+    title: str
+    logline: str
+    directors_vision: str
+    file: str
+    story_dir: str
+    preset: str  # preset name, or "none"
+    model_profile: str
+    scenes: tuple[ScenePlan, ...]
+    post: PostPlan
+    warnings: tuple[str, ...]  # story-level warnings; each scene carries its own
+
+    @property
+    def total_frames(self) -> int:
+        """Frames of all scenes back to back (before transitions overlap them)."""
+        return sum(scene.length for scene in self.scenes)
+
+    @property
+    def duration_seconds(self) -> float:
+        return sum(scene.duration_seconds for scene in self.scenes)
+
+
+@dataclass
+class LoadedStory:
+    """The STORY value: the validated file, its plan, and the dict as on disk."""
+
+    plan: StoryPlan
+    story: Story
+    raw: dict[str, Any]
+    path: str
+    content_hash: str
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- rounding rules
+
+
+def round_frames(frames: float) -> int:
+    """Nearest WAN frame count 4n+1 (halves up), at least MIN_FRAMES. 50 -> 49, 51 -> 53."""
+    n = math.floor((frames - 1) / 4 + 0.5)
+    return max(4 * n + 1, MIN_FRAMES)
+
+
+def frames_for_duration(seconds: float, fps: Fraction | float) -> int:
+    """WAN frame count for ``seconds`` at ``fps``: 3.0 s at 16 fps -> 49, at 24 fps -> 73."""
+    return round_frames(float(seconds) * float(fps) + 1)
+
+
+def round_to_multiple(value: int, multiple: int) -> int:
+    """Nearest multiple of ``multiple`` (halves up), at least one multiple. 850 @16 -> 848."""
+    return max(multiple, math.floor(value / multiple + 0.5) * multiple)
+
+
+def stable_seed(story_id: str, scene_id: str) -> int:
+    """A seed that depends only on the ids, so reordering scenes keeps each scene's look."""
+    return zlib.crc32(f"{story_id}/{scene_id}".encode()) & 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _plan_scene(
+    index: int, scene: Scene, story: Story, preset: Preset | None, profile: ModelProfile, slug: str, story_dir: str
+) -> tuple[ScenePlan, list[StoryIssue]]:
+    d = story.defaults
+    where = f"scenes[{index - 1}]"
+    warnings: list[str] = []
+
+    fps = parse_fps(_first(scene.fps, d.fps, profile.native_fps))
+    if scene.frames is not None:
+        asked = f"{scene.frames} frames"
+        length = round_frames(scene.frames)
+    else:
+        seconds = _first(scene.duration, d.duration)
+        if seconds is not None:
+            asked = f"{seconds:g} s at {float(fps):g} fps"
+            length = frames_for_duration(seconds, fps)
+        else:
+            frames = preset.frames if preset else DEFAULT_DURATION_FRAMES
+            asked = f"{frames} frames (preset default)"
+            length = round_frames(frames)
+    if scene.frames is not None and length != scene.frames:
+        warnings.append(f"{where}.frames: {asked} rounded to {length} (WAN needs 4n+1 frames)")
+    if length > profile.trained_frames:
+        warnings.append(
+            f"{where}: {length} frames is longer than {profile.label} was trained for "
+            f"({profile.trained_frames}); long clips loop or degrade, split the scene"
+        )
+
+    sizes = {}
+    for axis, scene_value, default_value, preset_value, profile_value in (
+        ("width", scene.width, d.width, preset.width if preset else None, profile.default_width),
+        ("height", scene.height, d.height, preset.height if preset else None, profile.default_height),
+    ):
+        asked_size = _first(scene_value, preset_value, default_value, profile_value)
+        sizes[axis] = round_to_multiple(asked_size, profile.size_multiple)
+        if sizes[axis] != asked_size:
+            warnings.append(
+                f"{where}.{axis}: {asked_size} rounded to {sizes[axis]} "
+                f"({profile.label} needs multiples of {profile.size_multiple})"
+            )
+
+    cfg = float(_first(scene.cfg, preset.cfg if preset else None, d.cfg, DEFAULT_CFG))
+    if cfg >= CFG_WARN:
+        warnings.append(
+            f"{where}.cfg = {cfg:g} is {CFG_WARN:g} or more; WAN 2.2 tends to turn frames black there "
+            f"(about {DEFAULT_CFG} is safe)"
+        )
+    steps = int(_first(scene.steps, preset.steps if preset else None, d.steps, DEFAULT_STEPS))
+    if not STEPS_ADVISED[0] <= steps <= STEPS_ADVISED[1]:
+        warnings.append(
+            f"{where}.steps = {steps} is outside {STEPS_ADVISED[0]} to {STEPS_ADVISED[1]}; "
+            "fewer looks unfinished, more rarely helps and costs time"
+        )
+
+    issues: list[StoryIssue] = []
+    keyframe = resolve_in_folder(story_dir, scene.keyframe, f"{where}.keyframe") if scene.keyframe else None
+    control = None
+    if scene.control:
+        control = ControlPlan(
+            scene.control.kind,
+            resolve_in_folder(story_dir, scene.control.sequence, f"{where}.control.sequence"),
+            scene.control.strength,
+        )
+    transition = _first(scene.transition, preset.transition if preset else None, d.transition)
+    if transition is None or index == len(story.scenes):
+        planned_transition = TransitionPlan("cut", 0, "linear")
+    else:
+        default_frames = preset.transition.frames if preset and preset.transition.frames else 8
+        frames = 0 if transition.kind == "cut" else _first(transition.frames, default_frames)
+        if transition.kind != "cut" and frames < 1:
+            issues.append(StoryIssue(f"{where}.transition.frames", f"a {transition.kind} needs at least 1 frame"))
+        planned_transition = TransitionPlan(transition.kind, int(frames), transition.easing)
+
+    plan = ScenePlan(
+        index=index,
+        id=scene.id,
+        title=scene.title or scene.id,
+        story_id=slug,
+        prompt=scene.prompt.strip(),
+        negative=_first(scene.negative, d.negative, DEFAULT_NEGATIVE),
+        seed=int(_first(scene.seed, d.seed, stable_seed(slug, scene.id))),
+        cfg=cfg,
+        steps=steps,
+        sampler=_first(preset.sampler if preset else None, d.sampler, "euler"),
+        scheduler=_first(preset.scheduler if preset else None, d.scheduler, "simple"),
+        shift=float(_first(preset.shift if preset else None, d.shift, DEFAULT_SHIFT)),
+        width=sizes["width"],
+        height=sizes["height"],
+        length=length,
+        fps=fps,
+        duration_seconds=length / float(fps),
+        keyframe=keyframe,
+        loras=tuple(LoraPlan(lora.name, lora.strength) for lora in scene.loras),
+        control=control,
+        transition=planned_transition,
+        chain=scene.chain and index > 1,
+        model_profile=profile.id,
+        warnings=tuple(warnings),
+    )
+    return plan, issues
+
+
+def _check_transitions(scenes: list[ScenePlan]) -> list[StoryIssue]:
+    """A transition overlaps two scenes: it cannot be longer than either of them."""
+    issues = []
+    for current, following in itertools.pairwise(scenes):
+        overlap = current.transition.frames
+        limit = min(current.length, following.length) - 1
+        if overlap > limit:
+            issues.append(StoryIssue(
+                f"scenes[{current.index - 1}].transition.frames",
+                f"{overlap} frames is longer than scene '{current.id}' ({current.length} frames) or "
+                f"'{following.id}' ({following.length} frames) allows; use at most {limit}",
+            ))
+    return issues
+
+
+def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan:
+    """Plan every scene of ``loaded`` with the chosen preset ("from story", "none" or a name)."""
+    story = loaded.story
+    preset_name = story.defaults.preset if preset_choice == FROM_STORY else preset_choice
+    preset = None
+    if preset_name and preset_name != NO_PRESET:
+        try:
+            preset = load_preset(preset_name)
+        except ValueError as exc:
+            where = "defaults.preset" if preset_choice == FROM_STORY else "preset"
+            raise StoryError(loaded.path, [StoryIssue(where, str(exc))]) from None
+    profile = get_profile(_first(preset.model_profile if preset else None, story.defaults.model_profile,
+                                 DEFAULT_PROFILE))
+    slug = story_slug(story)
+    scenes: list[ScenePlan] = []
+    issues: list[StoryIssue] = []
+    for index, scene in enumerate(story.scenes, start=1):
+        plan, scene_issues = _plan_scene(index, scene, story, preset, profile, slug, loaded.story_dir)
+        scenes.append(plan)
+        issues.extend(scene_issues)
+    issues.extend(_check_transitions(scenes))
+    if issues:
+        raise StoryError(loaded.path, issues)
+    post = PostPlan(
+        interpolation=bool(preset and preset.interpolation.enabled),
+        interpolation_method=preset.interpolation.method if preset else "flow",
+        target_fps=parse_fps(preset.interpolation.target_fps)
+        if preset and preset.interpolation.enabled and preset.interpolation.target_fps else None,
+        upscale=bool(preset and preset.upscale.enabled),
+        upscale_factor=preset.upscale.factor if preset and preset.upscale.enabled else 1.0,
+        upscale_method=preset.upscale.method if preset else "lanczos",
+        svi=bool(preset and preset.svi.enabled),
+    )
+    return StoryPlan(
+        story_id=slug,
+        title=story.title,
+        logline=story.logline,
+        directors_vision=story.directors_vision,
+        file=loaded.path,
+        story_dir=loaded.story_dir,
+        preset=preset.name if preset else NO_PRESET,
+        model_profile=profile.id,
+        scenes=tuple(scenes),
+        post=post,
+        warnings=tuple(loaded.warnings),
+    )
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_and_plan(path: str | os.PathLike[str], preset_choice: str = FROM_STORY) -> LoadedStory:
+    """Read, validate and plan a story file: the STORY value. StoryError names every problem."""
+    loaded = load_story(path)
+    plan = plan_story(loaded, preset_choice)
+    return LoadedStory(
+        plan=plan,
+        story=loaded.story,
+        raw=loaded.raw,
+        path=loaded.path,
+        content_hash=file_digest(loaded.path),
+        warnings=list(plan.warnings) + [w for s in plan.scenes for w in s.warnings],
+    )
+
+
+def describe_plan(plan: StoryPlan) -> str:
+    """The plan as a few readable lines (the loader's text output and the CLI)."""
+    lines = [
+        f"Story '{plan.title}' ({plan.story_id}): {len(plan.scenes)} scenes, preset {plan.preset}, "
+        f"model {plan.model_profile}, {plan.duration_seconds:.2f} s before transitions",
+    ]
+    for s in plan.scenes:
+        transition = s.transition.kind + (f" {s.transition.frames}f" if s.transition.frames else "")
+        lines.append(
+            f"  {s.index:>2}. {s.id:<16} {s.width}x{s.height} {s.length:>4} frames @ {float(s.fps):g} fps "
+            f"({s.duration_seconds:.2f} s) seed={s.seed} cfg={s.cfg:g} steps={s.steps} "
+            f"keyframe={'yes' if s.keyframe else 'no'} chain={'on' if s.chain else 'off'} -> {transition}"
+        )
+    warnings = list(plan.warnings) + [w for s in plan.scenes for w in s.warnings]
+    lines.extend(f"  WARNING: {w}" for w in warnings)
+    return "\n".join(lines)
