@@ -416,6 +416,13 @@ def test_progress_reports_frames_done(tmp_path, monkeypatch):
     assert updates == [(4, 10), (8, 10), (10, 10)]
 
 
+def test_a_lone_long_array_is_encoded_in_slices(tmp_path):
+    calls = []
+    info = video.encode_video(tmp_path / "lone.mp4", video.to_uint8(synthetic_frames(40, 16, 16)), 24,
+                              preset="ultrafast", progress=calls.append)
+    assert info.frames == 40 and calls == [16, 32, 40]
+
+
 # --------------------------------------------------------------------------- conversions and PNG bookends
 
 

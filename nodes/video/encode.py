@@ -88,9 +88,18 @@ def _container_format(target: str) -> str:
     return CONTAINERS[ext]
 
 
+# A lone [T,H,W,3] array is converted this many frames at a time, so its uint8 copy stays small.
+LONE_ARRAY_CHUNK = 16
+
+
 def _iter_chunks(frames: Any, target: str) -> Iterator[np.ndarray]:
-    """Each input chunk as uint8 [T,H,W,3]; a lone array/tensor is one chunk, [H,W,3] one frame."""
-    chunks = [frames] if isinstance(frames, np.ndarray) or is_tensor(frames) else frames
+    """Each input chunk as uint8 [T,H,W,3]; a lone array/tensor is sliced into chunks, [H,W,3] is one frame."""
+    chunks = frames
+    if isinstance(frames, np.ndarray) or is_tensor(frames):
+        if frames.ndim == 4:
+            chunks = (frames[i : i + LONE_ARRAY_CHUNK] for i in range(0, frames.shape[0], LONE_ARRAY_CHUNK))
+        else:
+            chunks = [frames]
     for index, chunk in enumerate(chunks):
         try:
             pixels = to_uint8(chunk)
