@@ -119,19 +119,43 @@ def _field_info(model: type[BaseModel], loc: tuple[Any, ...]) -> FieldInfo | Non
     return info
 
 
+def _constraints(info: FieldInfo | None) -> list[Any]:
+    """Constraint objects of a field, including those inside ``Annotated[...] | None``."""
+    if info is None:
+        return []
+    found = list(info.metadata)
+    pending = [info.annotation]
+    while pending:
+        annotation = pending.pop()
+        for arg in get_args(annotation):
+            if isinstance(arg, FieldInfo):
+                found.extend(arg.metadata)
+            elif not isinstance(arg, (str, int, float)):
+                found.append(arg)
+                pending.append(arg)
+    return found
+
+
 def _bounds(info: FieldInfo | None) -> tuple[Any, Any]:
     low = high = None
-    for meta in info.metadata if info else ():
-        low = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else low
-        low = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else low
-        high = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else high
+    for meta in _constraints(info):
+        for name in ("ge", "gt"):
+            if isinstance(getattr(meta, name, None), (int, float)):
+                low = getattr(meta, name)
+        for name in ("le", "lt"):
+            if isinstance(getattr(meta, name, None), (int, float)):
+                high = getattr(meta, name)
     return low, high
+
+
+def _number(value: Any) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _allowed(info: FieldInfo | None) -> str:
     low, high = _bounds(info)
     if low is not None and high is not None:
-        return f" (allowed {low:g} to {high:g})"
+        return f" (allowed {_number(low)} to {_number(high)})"
     return ""
 
 
@@ -171,12 +195,13 @@ def _message(error: dict[str, Any]) -> StoryIssue:
             "title": "give the story a title",
         }.get(str(loc[-1]) if loc else "", "add it")
         return StoryIssue(path, f"is missing; {hint}")
-    if kind in ("greater_than_equal", "greater_than"):
-        limit = ctx.get("ge", ctx.get("gt"))
-        return StoryIssue(path, f"{shown} is below the minimum {limit:g}{_allowed(info)}")
+    if kind == "greater_than":
+        return StoryIssue(path, f"{shown} must be more than {_number(ctx['gt'])}{_allowed(info)}")
+    if kind == "greater_than_equal":
+        return StoryIssue(path, f"{shown} is below the minimum {_number(ctx['ge'])}{_allowed(info)}")
     if kind in ("less_than_equal", "less_than"):
         limit = ctx.get("le", ctx.get("lt"))
-        return StoryIssue(path, f"{shown} is above the maximum {limit:g}{_allowed(info)}")
+        return StoryIssue(path, f"{shown} is above the maximum {_number(limit)}{_allowed(info)}")
     if kind in _TYPE_WORDS:
         return StoryIssue(path, f"{shown} should be {_TYPE_WORDS[kind]}")
     if kind == "literal_error":
@@ -193,9 +218,10 @@ def _message(error: dict[str, Any]) -> StoryIssue:
         return StoryIssue(path, f"has too many items (at most {ctx.get('max_length')})")
     if kind == "value_error":
         text = str(ctx.get("error", error.get("msg", "")))
-        # A model-level check already names its own field path.
-        if text.startswith("scenes["):
-            return StoryIssue("", text)
+        # A model-level check names its own field path first: "scenes[2].id 'a' is already used".
+        if text.startswith("scenes[") and " " in text:
+            own_path, rest = text.split(" ", 1)
+            return StoryIssue(own_path, rest)
         return StoryIssue(path, text)
     return StoryIssue(path, f"{shown}: {error.get('msg', kind)}")
 
@@ -321,7 +347,7 @@ def _file_issues(story: Story, story_dir: str) -> list[StoryIssue]:
         try:
             target = resolve_in_folder(story_dir, relative, where)
         except ValueError as exc:
-            issues.append(StoryIssue("", str(exc)))
+            issues.append(StoryIssue(where, str(exc).removeprefix(f"{where} = ")))
             continue
         if not target.lower().endswith(extensions):
             issues.append(StoryIssue(where, f"'{relative}' is not one of {', '.join(extensions)}"))

@@ -43,8 +43,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
 
 
+def _from_decimal(value: float) -> Fraction:
+    # 23.976 / 29.97 / 59.94 mean the NTSC rates n*1000/1001: the only non-integer rates people type.
+    ntsc = round(value * 1.001)
+    if abs(value - ntsc * 1000 / 1001) < 0.005 and abs(value - round(value)) > 1e-9:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(value).limit_denominator(1000)
+
+
 def parse_fps(value: float | int | str | Fraction) -> Fraction:
-    """``24``, ``23.976``, ``"24000/1001"`` -> an exact Fraction in 1..240 fps; ValueError if not."""
+    """``24``, ``23.976``, ``"24000/1001"`` -> an exact Fraction in 1..240 fps; ValueError if not.
+
+    Decimals near an NTSC rate (23.976, 29.97, 59.94) become n*1000/1001; a fraction string is exact.
+    """
     if isinstance(value, bool):
         raise ValueError("fps must be a number or a fraction string such as '24000/1001'")
     if isinstance(value, Fraction):
@@ -52,21 +63,22 @@ def parse_fps(value: float | int | str | Fraction) -> Fraction:
     elif isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError("fps must be a finite number")
-        # 23.976 means 24000/1001: NTSC rates are the only non-integer rates people type.
-        fps = Fraction(value).limit_denominator(1001)
+        fps = _from_decimal(float(value))
     elif isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d+)\s*)?", value)
         if not match:
-            raise ValueError(f"fps '{value}' is not a number or a fraction such as '24000/1001'")
-        numerator = Fraction(match.group(1))
-        denominator = int(match.group(2)) if match.group(2) else 1
-        if denominator == 0:
-            raise ValueError(f"fps '{value}' divides by zero")
-        fps = numerator / denominator
+            raise ValueError(f"'{value}' is not a number or a fraction such as '24000/1001'")
+        if match.group(2) is None:
+            fps = _from_decimal(float(match.group(1)))
+        else:
+            denominator = int(match.group(2))
+            if denominator == 0:
+                raise ValueError(f"'{value}' divides by zero")
+            fps = Fraction(match.group(1)) / denominator
     else:
         raise ValueError("fps must be a number or a fraction string such as '24000/1001'")
     if not (1 <= fps <= 240):
-        raise ValueError(f"fps {float(fps):g} is outside 1 to 240")
+        raise ValueError(f"{float(fps):g} fps is outside 1 to 240")
     return fps
 
 
@@ -146,7 +158,7 @@ class Scene(_Model):
     @classmethod
     def _prompt_has_words(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("prompt is blank; describe what the scene shows")
+            raise ValueError("is blank; describe what the scene shows")
         return value
 
     @model_validator(mode="after")
