@@ -14,9 +14,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-# pytest runs with --import-mode=importlib, which keeps tests/ off sys.path; conftest lives there.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import REPO_ROOT, pack_module
 
 video = pack_module("nodes.video")
