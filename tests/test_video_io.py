@@ -130,7 +130,7 @@ def test_parse_fps_gives_exact_rates(given, expected):
 
 @pytest.mark.parametrize("bad", [0, -24, "fast", "1/0", float("nan"), True, 5000, None])
 def test_parse_fps_refuses_non_rates(bad):
-    with pytest.raises(ValueError, match="fps"):
+    with pytest.raises(ValueError, match=r"fps|frame rate|fraction"):
         encode.parse_fps(bad)
 
 
@@ -486,3 +486,10 @@ def test_video_room_imports_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (owner-only); the finished file must be readable as open() makes it."""
+    atomic = pack_module("nodes.run.atomic")
+    info = video.encode_video(tmp_path / "clip.mp4", synthetic_frames(5, 32, 32), 24, preset="ultrafast")
+    assert os.stat(info.path).st_mode & 0o777 == atomic.FILE_MODE

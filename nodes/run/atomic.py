@@ -16,6 +16,12 @@ from typing import Any
 
 TEMP_MARKER = ".gemdirect-tmp"
 
+# mkstemp creates files readable by their owner only; written files get the usual mode instead
+# (0666 less the umask, as open() would give). Read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def is_temporary(name: str) -> bool:
     """True for the temporary files of an unfinished atomic write."""
@@ -45,6 +51,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[str]:
     stem, ext = os.path.splitext(os.path.basename(target))
     fd, temp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{TEMP_MARKER}{ext}", dir=folder)
     os.close(fd)
+    os.chmod(temp, FILE_MODE)
     try:
         yield temp
         with open(temp, "rb+") as handle:

@@ -8,13 +8,13 @@ Ranges live in one place (the ``Field`` bounds below) and error messages read th
 
 from __future__ import annotations
 
-import math
 import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..timebase import parse_fps as parse_rate
 from .profiles import PROFILES
 
 SCHEMA_ID = "gemdirect.story/1"
@@ -43,43 +43,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
 
 
-def _from_decimal(value: float) -> Fraction:
-    # 23.976 / 29.97 / 59.94 mean the NTSC rates n*1000/1001: the only non-integer rates people type.
-    ntsc = round(value * 1.001)
-    if abs(value - ntsc * 1000 / 1001) < 0.005 and abs(value - round(value)) > 1e-9:
-        return Fraction(ntsc * 1000, 1001)
-    return Fraction(value).limit_denominator(1000)
-
-
 def parse_fps(value: float | int | str | Fraction) -> Fraction:
-    """``24``, ``23.976``, ``"24000/1001"`` -> an exact Fraction in 1..240 fps; ValueError if not.
-
-    Decimals near an NTSC rate (23.976, 29.97, 59.94) become n*1000/1001; a fraction string is exact.
-    """
-    if isinstance(value, bool):
-        raise ValueError("fps must be a number or a fraction string such as '24000/1001'")
-    if isinstance(value, Fraction):
-        fps = value
-    elif isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError("fps must be a finite number")
-        fps = _from_decimal(float(value))
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d+)\s*)?", value)
-        if not match:
-            raise ValueError(f"'{value}' is not a number or a fraction such as '24000/1001'")
-        if match.group(2) is None:
-            fps = _from_decimal(float(match.group(1)))
-        else:
-            denominator = int(match.group(2))
-            if denominator == 0:
-                raise ValueError(f"'{value}' divides by zero")
-            fps = Fraction(match.group(1)) / denominator
-    else:
-        raise ValueError("fps must be a number or a fraction string such as '24000/1001'")
-    if not (1 <= fps <= 240):
-        raise ValueError(f"{float(fps):g} fps is outside 1 to 240")
-    return fps
+    """A story's frame rate as an exact Fraction in 1..240 fps (rule: :func:`nodes.timebase.parse_fps`)."""
+    return parse_rate(value, minimum=1.0, maximum=240.0)
 
 
 def _check_fps(value: Any) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..comfy import check_interrupt
 from ..run.atomic import atomic_path
+from ..timebase import parse_fps
 from .colour import rgb_to_yuv, tag_bt709
 from .convert import is_tensor, to_uint8
 from .errors import VideoError
@@ -36,49 +37,7 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}
 
-MAX_FPS = 1000
-
 ProgressLike = Any  # nodes.comfy.Progress (has .update(n)) or a callable(frames_done: int)
-
-
-def parse_fps(fps: Fraction | int | float | str) -> Fraction:
-    """An exact frame rate from what a user or story.json gives.
-
-    Fraction and "24000/1001" are taken as they are; ints are exact. Floats and decimal strings
-    within 0.005 of an NTSC rate (N*1000/1001, N >= 10) become that rate, so 23.976 -> 24000/1001,
-    29.97 -> 30000/1001, 59.94 -> 60000/1001; other floats take the nearest fraction with a
-    denominator up to 1001 (12.5 -> 25/2).
-    """
-    if isinstance(fps, bool):
-        raise ValueError(f"fps={fps!r} is not a frame rate; give a number such as 24 or '24000/1001'")
-    if isinstance(fps, str):
-        text = fps.strip()
-        try:
-            rate = Fraction(text) if "/" in text else _from_float(float(text))
-        except (ValueError, ZeroDivisionError) as exc:
-            raise ValueError(f"fps={fps!r} is not a frame rate; give a number such as 24 or '24000/1001'") from exc
-    elif isinstance(fps, Fraction):
-        rate = fps
-    elif isinstance(fps, int):
-        rate = Fraction(fps)
-    elif isinstance(fps, float):
-        if not math.isfinite(fps):
-            raise ValueError(f"fps={fps!r} is not a frame rate; give a number such as 24 or '24000/1001'")
-        rate = _from_float(fps)
-    else:
-        raise ValueError(f"fps={fps!r} ({type(fps).__name__}) is not a frame rate; give a number or 'N/D'")
-    if not 0 < rate <= MAX_FPS:
-        raise ValueError(f"fps={fps!r} is outside 0..{MAX_FPS}; give a positive frame rate such as 24")
-    return rate
-
-
-def _from_float(value: float) -> Fraction:
-    if value.is_integer():
-        return Fraction(int(value))
-    ntsc = round(value * 1.001)
-    if ntsc >= 10 and abs(value - ntsc * 1000 / 1001) < 0.005:
-        return Fraction(ntsc * 1000, 1001)
-    return Fraction(value).limit_denominator(1001)
 
 
 def _container_format(target: str) -> str:
@@ -276,7 +235,10 @@ def encode_video(
     bad fps/crf/preset/pix_fmt.
     """
     target = os.path.abspath(os.fspath(path))
-    rate = parse_fps(fps)
+    try:
+        rate = parse_fps(fps)
+    except ValueError as exc:
+        raise ValueError(f"fps: {exc}") from None
     _container_format(target)
     if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
         raise ValueError(f"crf={crf!r} must be an integer 0..51 (lower is better quality; 19 is the default)")
