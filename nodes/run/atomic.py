@@ -83,3 +83,29 @@ def atomic_write_json(target: str | os.PathLike[str], value: Any, *, indent: int
     """
     text = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
     atomic_write_text(target, text + "\n")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], *, min_age_s: float = 3600.0) -> list[str]:
+    """Delete temporaries in ``folder`` (not recursive) older than ``min_age_s`` seconds; return their paths.
+
+    A process killed mid-write leaves its temporary behind. Listings already skip them
+    (:func:`is_temporary`); this reclaims the space. The age guard keeps a write that is in flight in
+    another process alive: only files untouched for ``min_age_s`` are removed.
+    """
+    import time
+
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(folder, name)
+        if not is_temporary(name) or not os.path.isfile(path):
+            continue
+        with contextlib.suppress(OSError):
+            if now - os.path.getmtime(path) >= min_age_s:
+                os.unlink(path)
+                removed.append(path)
+    return removed
