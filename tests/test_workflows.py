@@ -97,6 +97,16 @@ def test_story_scene_preview_runs_through_the_pack_nodes(preview, comfy_home):
     assert scene.index == 1 and 0.0 <= float(keyframe.min()) and float(keyframe.max()) <= 1.0
 
 
+def test_unlinked_widget_sockets_may_be_left_out_as_older_saves_do(preview, schemas):
+    assert any("widget" in i and i["link"] is None for n in preview["nodes"] for i in n.get("inputs", []))
+    for each in preview["nodes"]:
+        each["inputs"] = [i for i in each.get("inputs", []) if not ("widget" in i and i["link"] is None)]
+    assert check_workflow(preview, schemas) == []
+    node(preview, 2)["inputs"].append({"name": "scene_index", "type": "FLOAT", "widget": {"name": "scene_index"},
+                                       "link": None})
+    assert "input 'scene_index' is typed 'FLOAT', the node says 'INT'" in problems_of(preview, schemas)
+
+
 def test_note_explains_walking_the_story_with_batch_count(preview):
     notes = [n for n in preview["nodes"] if n["type"] in NOTE_TYPES]
     assert len(notes) == 1

@@ -8,8 +8,9 @@ server's ``/object_info``.
 
 The workflow layout is the one the ComfyUI frontend (1.27.x) saves:
 
-- ``nodes[]``: ``id``, ``type``, ``mode`` (0 run, 2 muted, 4 bypassed), ``inputs[]`` (sockets: every
-  non-widget input, plus widget inputs that are linked, marked ``widget: {name}``), ``outputs[]``
+- ``nodes[]``: ``id``, ``type``, ``mode`` (0 run, 2 muted, 4 bypassed), ``inputs[]`` (every socket
+  input, then the widget inputs marked ``widget: {name}``; some saves, e.g. older frontends', list only the
+  linked widget inputs), ``outputs[]``
   (``links`` = link ids), ``widgets_values`` (one value per widget input in schema order, linked or
   not, plus the control value after an INT with ``control_after_generate``, or named ``seed`` /
   ``noise_seed`` when the flag is absent, plus the upload widget's value on file-upload inputs).
