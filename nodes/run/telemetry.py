@@ -1,7 +1,8 @@
 """artifact-metadata.json: the telemetry contract kept from gemDirect1, as pydantic models.
 
 Field names are gemDirect1's, PascalCase, exactly as /docs/telemetry.md lists them; the pack's own
-additions sit beside them (``SceneIndex``, ``FPSExact``, ``FinalFPSExact``, ``Progress``, ``Extra``)
+additions sit beside them (``RunCreated``, ``Progress``, ``SceneIndex``, ``FPSExact``, ``FinalFPSExact``,
+``Extra``)
 and are optional. Unknown fields are refused, so a misspelt field (``VramDeltaMb``) is caught when
 it is written, not when a dashboard reads it.
 
@@ -204,6 +205,7 @@ class ArtifactMetadata(_Model):
     Preset: str
     Warnings: list[str]
     # gemDirect's own
+    RunCreated: IsoTime | None = Field(None, description="when the run was started (UTC)")
     Progress: ProgressTelemetry | None = None
 
 
