@@ -190,6 +190,7 @@ def test_pack_imports_without_errors(server, record_property):
     assert len(ours) == 1, f"the pack is not in the import times:\n{times[1][:2000]}"
     assert ours[0].group(2) is None, f"ComfyUI failed to import the pack:\n{log}"
     record_property("comfyui_import_seconds", float(ours[0].group(1)))
+    print(f"ComfyUI import time of the pack: {ours[0].group(1)} s")  # shown with pytest -rP
     assert "[gemDirect] disabled nodes" not in log, log
     pack_path = str(server.base / "custom_nodes" / PACK_FOLDER)
     assert f'File "{pack_path}' not in log, f"a traceback passes through the pack:\n{log}"
