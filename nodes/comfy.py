@@ -135,6 +135,25 @@ def model_files(name: str) -> list[str]:
     return sorted(found)
 
 
+def models_directory() -> str:
+    """ComfyUI's models folder (absolute), the parent of ``models/<name>``."""
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        return os.path.abspath(folder_paths.models_dir)
+    return os.path.join(standalone_home(), "models")
+
+
+def custom_nodes_directories() -> list[str]:
+    """ComfyUI's custom_nodes folders (absolute; may not exist), to find files other packs downloaded."""
+    folder_paths = _loaded("folder_paths")
+    if folder_paths is not None:
+        try:
+            return [os.path.abspath(p) for p in folder_paths.get_folder_paths("custom_nodes")]
+        except KeyError:
+            return []
+    return [os.path.join(standalone_home(), "custom_nodes")]
+
+
 def model_path(name: str, filename: str) -> str:
     """Absolute path of model ``filename`` of type ``name``; FileNotFoundError names the folders."""
     folder_paths = _loaded("folder_paths")

@@ -1,0 +1,284 @@
+"""IFNet (RIFE v4.x), one network for every supported release, shaped by a small version table.
+
+The releases differ only in data: block widths, how many blocks (four or five), the feature head
+that encodes each frame (none, a two-layer encoder, or a four-layer head of some width), how many
+channels a block emits (flow 4 + mask 1 + carried features), and whether a block's mask adds to the
+previous one or replaces it. Parameter names match the published checkpoints, so their state dicts
+load as they are (``block0.conv0.0.0.weight``, ``encode.cnn3.bias``, ...; see ``loader.py``).
+
+Frames are ``[N,3,H,W]`` float in 0..1 inside this module; ``timestep`` is ``[N]`` or ``[N,1,1,1]``
+in 0..1 (0 = the first frame, 1 = the second).
+
+Padding rule (see docs/interpolate.md): frames are padded on the right and bottom by repeating the
+edge pixels up to a multiple of ``4 x the coarsest scale`` (32 for four blocks, 64 for five, at
+``scale`` 1), then cropped back. Edge repetition works for any frame size (reflection cannot pad
+more than the frame is wide) and puts no black border next to the picture for the flow to latch on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --------------------------------------------------------------------------- the version table
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The per-frame feature encoder: conv stride 2, (width->width convs), transposed conv x2 up."""
+
+    names: tuple[str, ...]  # parameter names of its layers, first to last
+    width: int  # channels of its hidden layers
+    out: int  # feature channels it gives each block (per frame)
+    relu_between: bool  # LeakyReLU(0.2) after every layer but the last
+
+
+@dataclass(frozen=True)
+class IFNetSpec:
+    """One architecture. ``releases`` share it (and so cannot be told apart by their keys)."""
+
+    arch: str  # the label used in telemetry: rife-<arch>
+    releases: tuple[str, ...]
+    widths: tuple[int, ...]  # channels of each IFBlock, block0 first
+    head: HeadSpec | None
+    carried: int  # feature channels a block hands to the next (4.25+), 0 if none
+    block_out: int  # channels a block emits after PixelShuffle: flow 4 + mask 1 + carried (min 6)
+    mask_accumulates: bool  # 4.6: mask += block mask; 4.7+: mask = block mask
+    ensemble: bool  # the release defines a reversed-order pass to average with
+
+    @property
+    def head_out(self) -> int:
+        return self.head.out if self.head else 0
+
+    @property
+    def block0_in(self) -> int:
+        """img0 3 + img1 3 + both frames' features + timestep 1."""
+        return 7 + 2 * self.head_out
+
+    @property
+    def block_in(self) -> int:
+        """warped0 3 + warped1 3 + warped features + timestep 1 + mask 1 + carried + flow 4."""
+        return 12 + 2 * self.head_out + self.carried
+
+    def scale_list(self, scale: float = 1.0) -> list[float]:
+        """Downscale factor of each block, coarsest first: [8,4,2,1] or [16,8,4,2,1], divided by ``scale``."""
+        count = len(self.widths)
+        return [2 ** (count - 1 - i) / scale for i in range(count)]
+
+    def pad_multiple(self, scale: float = 1.0) -> int:
+        """Frame sides are padded to a multiple of this: the coarsest block sees H/s, then halves twice."""
+        return max(1, math.ceil(4 * self.scale_list(scale)[0]))
+
+
+_HEAD_47 = HeadSpec(names=("0", "1"), width=16, out=4, relu_between=False)
+_HEAD_410 = HeadSpec(names=("0", "2", "4", "6"), width=32, out=8, relu_between=True)
+_HEAD_417 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=32, out=8, relu_between=True)
+_HEAD_425 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=16, out=4, relu_between=True)
+
+VERSIONS: dict[str, IFNetSpec] = {
+    spec.arch: spec
+    for spec in (
+        IFNetSpec("4.6", ("4.6",), (192, 128, 96, 64), None, 0, 6, True, True),
+        IFNetSpec("4.7", ("4.7", "4.8", "4.9"), (192, 128, 96, 64), _HEAD_47, 0, 6, False, True),
+        IFNetSpec("4.10", ("4.10", "4.11", "4.12"), (192, 128, 96, 64), _HEAD_410, 0, 6, False, True),
+        IFNetSpec("4.17", ("4.17", "4.18"), (192, 128, 96, 64), _HEAD_417, 0, 6, False, True),
+        IFNetSpec("4.25", ("4.25", "4.26"), (192, 128, 96, 64, 32), _HEAD_425, 8, 13, False, False),
+    )
+}
+
+# --------------------------------------------------------------------------- layers
+
+
+def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2, True))
+
+
+class ResConv(nn.Module):
+    """3x3 conv scaled per channel by ``beta``, plus the input, then LeakyReLU."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.beta = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.relu = nn.LeakyReLU(0.2, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x) * self.beta + x)
+
+
+class Head(nn.Module):
+    """Per-frame feature encoder (4.7+): [N,3,H,W] -> [N,out,H,W]."""
+
+    def __init__(self, spec: HeadSpec):
+        super().__init__()
+        self.relu_between = spec.relu_between
+        last = len(spec.names) - 1
+        for i, name in enumerate(spec.names):
+            if i == 0:
+                layer: nn.Module = nn.Conv2d(3, spec.width, 3, 2, 1)
+            elif i == last:
+                layer = nn.ConvTranspose2d(spec.width, spec.out, 4, 2, 1)
+            else:
+                layer = nn.Conv2d(spec.width, spec.width, 3, 1, 1)
+            self.add_module(name, layer)
+        self.layer_names = spec.names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layer_names) - 1
+        for i, name in enumerate(self.layer_names):
+            x = getattr(self, name)(x)
+            if self.relu_between and i < last:
+                x = F.leaky_relu(x, 0.2)
+        return x
+
+
+class IFBlock(nn.Module):
+    """One coarse-to-fine step: look at the inputs at 1/scale, emit flow (4), mask (1), features."""
+
+    def __init__(self, cin: int, width: int, out: int):
+        super().__init__()
+        self.conv0 = nn.Sequential(_conv(cin, width // 2, 2), _conv(width // 2, width, 2))
+        self.convblock = nn.Sequential(*(ResConv(width) for _ in range(8)))
+        self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * out, 4, 2, 1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+        if flow is not None:
+            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
+            x = torch.cat((x, flow), 1)
+        out = self.lastconv(self.convblock(self.conv0(x)))
+        out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
+        return torch.cat((out[:, :4] * scale, out[:, 4:]), 1)
+
+
+_grids: dict[tuple, torch.Tensor] = {}
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``image`` [N,C,H,W] at each pixel plus ``flow`` [N,2,H,W] (pixels, x then y); edges repeat."""
+    h, w = flow.shape[-2:]
+    key = (flow.device, flow.dtype, h, w)
+    grid = _grids.get(key)
+    if grid is None:
+        ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).unsqueeze(0)
+        if len(_grids) > 16:  # frame sizes change rarely; keep the cache small anyway
+            _grids.clear()
+        _grids[key] = grid
+    norm = torch.cat((flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)), 1)
+    coords = (grid + norm).permute(0, 2, 3, 1).to(image.dtype)
+    return F.grid_sample(image, coords, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _swap(flow: torch.Tensor) -> torch.Tensor:
+    """(flow t->0, flow t->1) as (flow t->1, flow t->0): the flow seen with the frames swapped."""
+    return torch.cat((flow[:, 2:4], flow[:, :2]), 1)
+
+
+# --------------------------------------------------------------------------- the network
+
+
+class IFNet(nn.Module):
+    """RIFE's IFNet for one :class:`IFNetSpec`. Weights load from the release's state dict as is."""
+
+    def __init__(self, spec: IFNetSpec):
+        super().__init__()
+        self.spec = spec
+        for i, width in enumerate(spec.widths):
+            cin = spec.block0_in if i == 0 else spec.block_in
+            self.add_module(f"block{i}", IFBlock(cin, width, spec.block_out))
+        if spec.head is not None:
+            self.encode = Head(spec.head)
+
+    @property
+    def blocks(self) -> list[IFBlock]:
+        return [getattr(self, f"block{i}") for i in range(len(self.spec.widths))]
+
+    def _block(self, block: IFBlock, parts: list[torch.Tensor], flow: torch.Tensor | None,
+               scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        out = block(torch.cat(parts, 1), flow, scale)
+        carried = out[:, 5:5 + self.spec.carried] if self.spec.carried else None
+        return out[:, :4], out[:, 4:5], carried
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor,
+                scale_list: list[float], ensemble: bool = False) -> torch.Tensor:
+        """Frame at ``timestep`` between ``img0`` and ``img1`` ([N,3,H,W], sides already padded).
+
+        ``timestep``: [N,1,1,1]. ``ensemble`` also runs each block on the swapped pair and
+        averages the two answers before the flow is updated (releases with ``spec.ensemble``).
+        """
+        spec = self.spec
+        n, _, h, w = img0.shape
+        t = timestep.reshape(n, 1, 1, 1).to(img0.dtype).expand(n, 1, h, w)
+        feat0 = feat1 = None
+        if spec.head is not None:
+            feats = self.encode(torch.cat((img0, img1), 0))
+            feat0, feat1 = feats[:n], feats[n:]
+        flow = mask = carried = None
+        warped0, warped1 = img0, img1
+        for i, block in enumerate(self.blocks):
+            scale = scale_list[i]
+            if flow is None:
+                heads = [feat0, feat1] if feat0 is not None else []
+                flow, mask, carried = self._block(block, [img0, img1, *heads, t], None, scale)
+                if ensemble:
+                    heads_r = [feat1, feat0] if feat0 is not None else []
+                    flow_r, mask_r, _ = self._block(block, [img1, img0, *heads_r, 1 - t], None, scale)
+                    flow = (flow + _swap(flow_r)) / 2
+                    mask = (mask - mask_r) / 2
+            else:
+                heads = [warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])] if feat0 is not None else []
+                extra = [carried] if carried is not None else []
+                delta, block_mask, carried = self._block(
+                    block, [warped0, warped1, *heads, t, mask, *extra], flow, scale)
+                if ensemble:
+                    heads_r = heads[::-1]
+                    delta_r, mask_r, _ = self._block(
+                        block, [warped1, warped0, *heads_r, 1 - t, -mask], _swap(flow), scale)
+                    delta = (delta + _swap(delta_r)) / 2
+                    block_mask = (block_mask - mask_r) / 2
+                flow = flow + delta
+                mask = mask + block_mask if spec.mask_accumulates else block_mask
+            warped0 = warp(img0, flow[:, :2])
+            warped1 = warp(img1, flow[:, 2:4])
+        weight = torch.sigmoid(mask)
+        return warped0 * weight + warped1 * (1 - weight)
+
+    @torch.inference_mode()
+    def interpolate(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor | float,
+                    scale: float = 1.0, ensemble: bool = False) -> torch.Tensor:
+        """Frames between ``img0`` and ``img1`` ([N,3,H,W] float, any size, 0..1) at ``timestep``.
+
+        ``timestep``: a float or [N] in 0..1. ``scale`` < 1 estimates motion on a coarser grid (0.5 for
+        4K). Pads by edge repetition (module docstring), clamps inputs to 0..1, crops the result back
+        to HxW. Runs in the model's dtype and device; returns that dtype.
+        """
+        if ensemble and not self.spec.ensemble:
+            raise ValueError(f"RIFE {self.spec.arch} has no ensemble mode; turn ensemble off")
+        param = next(self.parameters())
+        n, _, h, w = img0.shape
+        img0 = img0.to(param.device, param.dtype).clamp(0, 1)
+        img1 = img1.to(param.device, param.dtype).clamp(0, 1)
+        if not torch.is_tensor(timestep):
+            timestep = torch.full((n,), float(timestep))
+        timestep = timestep.to(param.device, param.dtype).reshape(n, 1, 1, 1)
+        multiple = self.spec.pad_multiple(scale)
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        if pad_h or pad_w:
+            img0 = F.pad(img0, (0, pad_w, 0, pad_h), mode="replicate")
+            img1 = F.pad(img1, (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.forward(img0, img1, timestep, self.spec.scale_list(scale), ensemble)
+        return out[:, :, :h, :w]
+
+
+def build(arch: str) -> IFNet:
+    """A randomly initialised IFNet of architecture ``arch`` (a key of :data:`VERSIONS`)."""
+    try:
+        return IFNet(VERSIONS[arch])
+    except KeyError:
+        raise ValueError(f"unknown RIFE architecture '{arch}'; known: {', '.join(VERSIONS)}") from None
