@@ -35,7 +35,7 @@ from .tiles import blend_weights, tile_grid
 log = logging.getLogger("gemdirect")
 
 ALPHA_MODES = ("keep", "drop")
-MIN_TILE = 32
+MIN_TILE = 16
 MAX_AUTO_TILE = 1024
 MAX_FRAMES_PER_PASS = 8
 # Share of free memory one tile pass may use: the GPU holds little else during the pass; on the CPU
