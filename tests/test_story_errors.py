@@ -56,6 +56,7 @@ FIELD_CASES = [
     ("missing-id", ("scenes.2.id", DELETE), "missing", "scenes[2].id"),
     ("bad-id", ("scenes.0.id", "my scene!"), "not a valid id", "scenes[0].id"),
     ("duplicate-ids", ("scenes.2.id", "a"), "already used", "scenes[2].id"),
+    ("ids-differ-only-in-case", ("scenes.2.id", "A"), "ignoring case", "scenes[2].id"),
     ("duration-and-frames", ("scenes.0.frames", 49), "not both", "scenes[0]"),
     ("bad-transition-kind", ("scenes.0.transition", {"kind": "wipe"}), "'cut', 'crossfade' or 'vace'",
      "scenes[0].transition.kind"),

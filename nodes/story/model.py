@@ -146,14 +146,16 @@ class Story(_Model):
 
     @model_validator(mode="after")
     def _unique_scene_ids(self) -> Story:
+        # Ids name files (scenes/<id>.mp4): "A" and "a" would collide on case-insensitive disks.
         seen: dict[str, int] = {}
         for index, scene in enumerate(self.scenes):
-            if scene.id in seen:
+            key = scene.id.lower()
+            if key in seen:
                 raise ValueError(
-                    f"scenes[{index}].id '{scene.id}' is already used by scenes[{seen[scene.id]}]; "
-                    "scene ids must be unique"
+                    f"scenes[{index}].id '{scene.id}' is already used by scenes[{seen[key]}] "
+                    f"('{self.scenes[seen[key]].id}'); scene ids must be unique, ignoring case"
                 )
-            seen[scene.id] = index
+            seen[key] = index
         return self
 
 
