@@ -1,0 +1,87 @@
+"""Upscale node: core's UPSCALE_MODEL (optional) + IMAGE -> IMAGE, tiled, half precision, any size."""
+
+from __future__ import annotations
+
+from .. import comfy
+
+REQUIRES = ("numpy",)  # torch and spandrel come with ComfyUI; imported when the node runs
+
+SIZE_MODES = ["model scale", "factor", "long side", "exact"]
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+ALPHA_MODES = ["keep", "drop"]
+NODE_CHUNK = 8  # frames upscaled at a time into the preallocated output batch
+
+
+class GemDirectUpscale:
+    """Upscale an IMAGE batch with an ESRGAN-family model, or with Lanczos when no model is connected."""
+
+    CATEGORY = "gemDirect/upscale"
+    FUNCTION = "upscale"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The upscaled frames at the size chosen by size_mode.",)
+    DESCRIPTION = ("Upscales frames with core's UPSCALE_MODEL (RealESRGAN, UltraSharp, compact "
+                   "models...) in memory-sized tiles, several frames at once, in fp16/bf16 where the "
+                   "model allows; without a model, a Lanczos resize.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Frames to upscale, [B,H,W,3] (or RGBA [B,H,W,4])."}),
+                "size_mode": (SIZE_MODES, {"default": "model scale", "tooltip": (
+                    "model scale: the model's own factor (with no model: factor). factor: any factor, "
+                    "e.g. 2.0 with a 4x model. long side: the longer side becomes long_side px. "
+                    "exact: width x height (aspect not kept).")}),
+                "factor": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 8.0, "step": 0.05, "tooltip": (
+                    "Output size as a multiple of the input (size_mode factor, or model scale with no model).")}),
+                "long_side": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2, "tooltip": (
+                    "Length in px of the output's longer side (size_mode long side).")}),
+                "width": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2, "tooltip": (
+                    "Output width in px (size_mode exact).")}),
+                "height": ("INT", {"default": 1080, "min": 16, "max": 16384, "step": 2, "tooltip": (
+                    "Output height in px (size_mode exact).")}),
+                "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
+                    "Tile side in input px; 0 picks it from free memory (whole frame if it fits). "
+                    "On out-of-memory the tile is halved and retried.")}),
+                "overlap": ("INT", {"default": 32, "min": 0, "max": 256, "step": 4, "tooltip": (
+                    "Input px shared by neighbouring tiles; they are cross-faded so no seams show.")}),
+                "precision": (PRECISIONS, {"default": "auto", "tooltip": (
+                    "auto: fp16 on GPUs when the model supports it, fp32 on the CPU. fp16/bf16 halve "
+                    "memory and are faster on GPUs.")}),
+                "alpha": (ALPHA_MODES, {"default": "keep", "tooltip": (
+                    "RGBA input: keep the alpha (resized with Lanczos) or drop it (RGB out).")}),
+            },
+            "optional": {
+                "upscale_model": ("UPSCALE_MODEL", {"tooltip": (
+                    "From core's Load Upscale Model (models/upscale_models). Empty: Lanczos resize.")}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def upscale(self, image, size_mode, factor, long_side, width, height, tile, overlap, precision, alpha,
+                upscale_model=None, unique_id=None):
+        import torch
+
+        from .engine import Upscaler, UpscaleSettings
+        from .sizing import OutputSize
+
+        settings = UpscaleSettings(
+            output=OutputSize(mode=size_mode, factor=factor, long_side=long_side, width=width, height=height),
+            tile=tile, overlap=overlap, precision=precision, alpha=alpha)
+        progress = comfy.Progress(image.shape[0], node_id=unique_id)
+        upscaler = Upscaler(upscale_model, settings, progress=progress.update)
+        out_w, out_h = upscaler.output_size(image.shape[2], image.shape[1])
+        channels = 4 if image.shape[-1] == 4 and alpha == "keep" else 3
+        result = torch.empty((image.shape[0], out_h, out_w, channels), dtype=torch.float32,
+                             device=comfy.intermediate_device())
+        chunks = (image[start:start + NODE_CHUNK] for start in range(0, image.shape[0], NODE_CHUNK))
+        done = 0
+        for upscaled in upscaler.run(chunks):
+            result[done:done + upscaled.shape[0]] = upscaled
+            done += upscaled.shape[0]
+        return (result,)
+
+
+NODE_CLASS_MAPPINGS = {"GemDirectUpscale": GemDirectUpscale}
+NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectUpscale": "Upscale (gemDirect)"}
