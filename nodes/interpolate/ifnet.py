@@ -159,20 +159,25 @@ _grids: dict[tuple, torch.Tensor] = {}
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``image`` [N,C,H,W] at each pixel plus ``flow`` [N,2,H,W] (pixels, x then y); edges repeat."""
+    """Sample ``image`` [N,C,H,W] at each pixel plus ``flow`` [N,2,H,W] (pixels, x then y); edges repeat.
+
+    Always in float32: in fp16 a coordinate in -1..1 is only good to about 1/1000, a whole pixel at 1080p.
+    """
     h, w = flow.shape[-2:]
-    key = (flow.device, flow.dtype, h, w)
+    key = (flow.device, h, w)
+    dtype = image.dtype
+    image, flow = image.float(), flow.float()
     grid = _grids.get(key)
     if grid is None:
-        ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, device=flow.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=flow.device)
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).unsqueeze(0)
         if len(_grids) > 16:  # frame sizes change rarely; keep the cache small anyway
             _grids.clear()
         _grids[key] = grid
     norm = torch.cat((flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)), 1)
-    coords = (grid + norm).permute(0, 2, 3, 1).to(image.dtype)
-    return F.grid_sample(image, coords, mode="bilinear", padding_mode="border", align_corners=True)
+    coords = (grid + norm).permute(0, 2, 3, 1)
+    return F.grid_sample(image, coords, mode="bilinear", padding_mode="border", align_corners=True).to(dtype)
 
 
 def _swap(flow: torch.Tensor) -> torch.Tensor:
