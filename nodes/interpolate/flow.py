@@ -2,7 +2,9 @@
 
 For frames A (t=0) and B (t=1):
 
-1. Farneback flow A->B (``f_ab``) and B->A (``f_ba``) on grey frames.
+1. DIS optical flow (Kroeger et al. 2016, OpenCV's ``DISOpticalFlow``, medium preset) A->B
+   (``f_ab``) and B->A (``f_ba``) on grey frames. Farneback was tried first: on fine texture it
+   leaves wrong patches (27-29 dB on the test pattern where DIS gives 38 dB) and is slower.
 2. Occlusion: a pixel of A whose flow, followed to B and back, does not return near itself is not
    visible in B (forward-backward check of Sundaram et al. 2010); the same for B.
 3. Flow from the middle frame back to each end, assuming straight, even motion (Super SloMo's
@@ -18,8 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# Farneback parameters: 5 pyramid levels reach motions of about 30 px at full size.
-PYR_SCALE, LEVELS, WINSIZE, ITERATIONS, POLY_N, POLY_SIGMA = 0.5, 5, 21, 4, 7, 1.5
+MIN_DIS_SIDE = 16
+_dis: dict[int, object] = {}  # one DIS instance per thread would be safer; ComfyUI runs one prompt at a time
 
 
 def _grey_u8(frame: np.ndarray) -> np.ndarray:
@@ -38,8 +40,13 @@ def dense_flow(a: np.ndarray, b: np.ndarray, flow_scale: float = 1.0) -> np.ndar
         size = (max(8, round(w * flow_scale)), max(8, round(h * flow_scale)))
         grey_a = cv2.resize(grey_a, size, interpolation=cv2.INTER_AREA)
         grey_b = cv2.resize(grey_b, size, interpolation=cv2.INTER_AREA)
-    flow = cv2.calcOpticalFlowFarneback(grey_a, grey_b, None, PYR_SCALE, LEVELS, WINSIZE, ITERATIONS,
-                                        POLY_N, POLY_SIGMA, cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
+    if min(grey_a.shape) >= MIN_DIS_SIDE:
+        dis = _dis.get(0)
+        if dis is None:
+            dis = _dis[0] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        flow = dis.calc(grey_a, grey_b, None)
+    else:  # DIS needs 12+ px; thumbnails-sized frames take Farneback
+        flow = cv2.calcOpticalFlowFarneback(grey_a, grey_b, None, 0.5, 2, 5, 3, 5, 1.1, 0)
     if flow.shape[:2] != (h, w):
         sy, sx = h / flow.shape[0], w / flow.shape[1]
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -154,9 +154,10 @@ class GemDirectInterpolate:
                     "4K, 0.25 for 8K; 2.0 for small frames with fine motion (RIFE only).",
                 }),
                 "scene_cut_threshold": ("FLOAT", {
-                    "default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Neighbouring frames less similar than this (SSIM 0..1) are a scene cut: the nearer "
-                    "frame is repeated, never a blend of two shots. 0 turns detection off.",
+                    "default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Neighbouring frames less similar than this (SSIM 0..1 after following the motion) "
+                    "are a scene cut: the nearer frame is repeated, never a blend of two shots. 0 turns detection "
+                    "off; raise it if cuts get blended, lower it if fast motion stutters.",
                 }),
                 "ensemble": ("BOOLEAN", {
                     "default": False,
