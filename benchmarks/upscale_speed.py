@@ -96,7 +96,7 @@ def speed(args) -> list[dict]:
         start = time.perf_counter()
         reference = core_style(model, image)
         timings["core-style fp32, 1 frame/call, 512 tiles"] = time.perf_counter() - start
-        for label, precision in (("gemDirect auto (fp32 on CPU)", "auto"), ("gemDirect bf16", "bf16")):
+        for label, precision in (("gemDirect fp32", "fp32"), ("gemDirect auto (bf16 on this CPU)", "auto")):
             upscaler = engine.Upscaler(model, engine.UpscaleSettings(precision=precision,
                                                                        device=torch.device("cpu")))
             start = time.perf_counter()

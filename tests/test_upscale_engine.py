@@ -101,9 +101,18 @@ def test_bf16_runs_and_stays_close(compact):
     assert (brain - full).abs().max().item() <= 3e-2  # bf16 keeps 8 mantissa bits
 
 
-def test_auto_precision_is_fp32_on_the_cpu(rrdb):
+def test_auto_precision_on_the_cpu_is_bf16_only_where_the_cpu_has_it(rrdb):
     upscaler = engine.Upscaler(rrdb, engine.UpscaleSettings(device=CPU))
-    assert upscaler.dtype == torch.float32
+    assert upscaler.dtype == (torch.bfloat16 if model_mod.cpu_has_bf16() else torch.float32)
+    info = model_mod.inspect_model(rrdb)
+    no_bf16 = model_mod.ModelInfo(**{**info.__dict__, "supports_bfloat16": False})
+    assert model_mod.resolve_precision("auto", no_bf16, CPU) == torch.float32
+    assert model_mod.resolve_precision("auto", info, torch.device("cuda")) == torch.float16
+
+
+def test_auto_frames_per_pass_is_one_on_the_cpu(compact):
+    upscaler, _ = _run(compact, _frames(3), precision="fp32")
+    assert upscaler.plan.frames_per_pass == 1
 
 
 @pytest.mark.parametrize("output, expected", [
@@ -224,20 +233,20 @@ def test_out_of_memory_halves_frames_then_tile_and_still_matches(compact, error)
 def test_out_of_memory_at_the_smallest_tile_says_what_to_do(compact):
     flaky = _RunsOutOfMemory(compact, largest=0, error=RuntimeError("CUDA out of memory"))
     with pytest.raises(RuntimeError, match=r"even at 16px tiles, one frame a pass.*free memory"):
-        _run(flaky, _frames(1), tile=16, overlap=8)
+        _run(flaky, _frames(1), tile=16, overlap=8, precision="fp32")
 
 
 def test_other_errors_are_not_mistaken_for_out_of_memory(compact):
     flaky = _RunsOutOfMemory(compact, largest=0, error=RuntimeError("Expected 4D input"))
     with pytest.raises(RuntimeError, match="Expected 4D input"):
-        _run(flaky, _frames(1), tile=32)
+        _run(flaky, _frames(1), tile=32, precision="fp32")
 
 
 def test_tile_plan_comes_from_free_memory(rrdb):
     info = model_mod.inspect_model(rrdb)
     per_pixel = model_mod.activation_bytes_per_pixel(info, 4)
     roomy = engine.plan_tiles(info, 480, 832, element_size=4, budget=per_pixel * 480 * 832 * 20)
-    assert roomy.tile == 832 and roomy.frames_per_pass == 8
+    assert roomy.tile == 832 and roomy.frames_per_pass == 8  # the GPU's limit
     tight = engine.plan_tiles(info, 480, 832, element_size=4, budget=per_pixel * 300 * 300)
     assert tight.tile == 296 and tight.frames_per_pass == 1 and tight.overlap == 32
     half = engine.plan_tiles(info, 480, 832, element_size=2, budget=per_pixel * 300 * 300)

@@ -99,7 +99,7 @@ def test_node_upscales_with_the_model_and_reports_progress(pack, tmp_path):
     seen = []
     comfy.Progress.listeners.append(lambda current, total: seen.append((current, total)))
     try:
-        (out,) = node_class().upscale(image, **_node_args(tile=32, overlap=16), upscale_model=model)
+        (out,) = node_class().upscale(image, **_node_args(tile=32, overlap=16, precision="fp32"), upscale_model=model)
     finally:
         comfy.Progress.listeners.clear()
     assert out.shape == (10, 160, 224, 3) and out.dtype == torch.float32

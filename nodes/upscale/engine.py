@@ -51,7 +51,8 @@ class UpscaleSettings:
 
     tile: tile side in input px (0: from free memory). overlap: input px shared by neighbouring
     tiles (at most half the tile; the outer quarter is context, the next quarter is cross-faded).
-    frames_per_pass: frames sent through the model at once (0: from free memory, at most 8).
+    frames_per_pass: frames sent through the model at once (0: from free memory, at most 8 on a GPU,
+    1 on the CPU where batching measured no gain).
     precision: auto|fp32|fp16|bf16. alpha: keep (alpha resized with Lanczos) or drop.
     device: torch device to run on (None: ComfyUI's device).
     """
@@ -97,12 +98,12 @@ def memory_budget(device: Any) -> int:
 
 
 def plan_tiles(info: ModelInfo, height: int, width: int, *, element_size: int, budget: int, tile: int = 0,
-               overlap: int = 32, frames_per_pass: int = 0) -> TilePlan:
+               overlap: int = 32, frames_per_pass: int = 0, max_frames: int = MAX_FRAMES_PER_PASS) -> TilePlan:
     """Tile side, overlap and frames per pass for ``height`` x ``width`` frames within ``budget`` bytes.
 
     Auto tile (0): the whole frame when it fits, else the largest square that does (a multiple of 8
     and of the model's ``multiple_of``), capped at 1024 px. Models that tile internally get the
-    whole frame. Auto frames per pass: as many as fit, at most 8.
+    whole frame. Auto frames per pass: as many as fit, at most ``max_frames``.
     """
     per_pixel = activation_bytes_per_pixel(info, element_size)
     step = math.lcm(8, info.multiple_of)
@@ -118,7 +119,7 @@ def plan_tiles(info: ModelInfo, height: int, width: int, *, element_size: int, b
     overlap = min(overlap, tile // 2)
     if frames_per_pass == 0:
         fit = budget // max(per_pixel * min(tile, height) * min(tile, width), 1)
-        frames_per_pass = int(min(max(fit, 1), MAX_FRAMES_PER_PASS))
+        frames_per_pass = int(min(max(fit, 1), max_frames))
     return TilePlan(tile=tile, overlap=overlap, frames_per_pass=frames_per_pass)
 
 
@@ -270,8 +271,12 @@ class Upscaler:
         element_size = torch.empty((), dtype=self.dtype).element_size()
         settings = self.settings
         budget = memory_budget(self.device)
+        # Batching frames fills a GPU; on the CPU it measured no faster than one frame a call (and
+        # costs memory), so the CPU's auto is one frame.
+        max_frames = 1 if getattr(self.device, "type", str(self.device)) == "cpu" else MAX_FRAMES_PER_PASS
         return plan_tiles(self.info, height, width, element_size=element_size, budget=budget,
-                          tile=settings.tile, overlap=settings.overlap, frames_per_pass=settings.frames_per_pass)
+                          tile=settings.tile, overlap=settings.overlap, frames_per_pass=settings.frames_per_pass,
+                          max_frames=max_frames)
 
     def _back_off(self, exc: BaseException) -> None:
         import torch
