@@ -69,7 +69,7 @@ class RIFEInterpolator:
         b = torch.stack([j.frame_b for j in jobs]).to(device).permute(0, 3, 1, 2)
         t = torch.tensor([j.t for j in jobs], dtype=torch.float32)
         out = self.model.net.interpolate(a, b, t, scale=self.scale, ensemble=self.ensemble)
-        return out.permute(0, 2, 3, 1).float().clamp_(0, 1).cpu()
+        return out.permute(0, 2, 3, 1).float().clamp(0, 1).cpu()
 
 
 class FlowInterpolator:

@@ -254,7 +254,7 @@ class IFNet(nn.Module):
         weight = torch.sigmoid(mask)
         return warped0 * weight + warped1 * (1 - weight)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def interpolate(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor | float,
                     scale: float = 1.0, ensemble: bool = False) -> torch.Tensor:
         """Frames between ``img0`` and ``img1`` ([N,3,H,W] float, any size, 0..1) at ``timestep``.
