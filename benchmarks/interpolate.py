@@ -102,11 +102,15 @@ def child_stream(method: str, size: int, frames: int) -> dict:
                 yield torch.from_numpy(_frames(min(16, frames - first), size, first))
 
         start = time.perf_counter()
-        made = sum(chunk.shape[0] for chunk in engine.interpolate_chunks(
-            source(), Fraction(16), Fraction(32), interpolator, cut_ssim=0, batch_size=4))
+        made, warm = 0, 0.0
+        for i, chunk in enumerate(engine.interpolate_chunks(source(), Fraction(16), Fraction(32), interpolator,
+                                                            cut_ssim=0, batch_size=4)):
+            made += chunk.shape[0]
+            if i == 2:  # allocator pools are filled after a few chunks
+                warm = _peak_rss_mb()
         elapsed = time.perf_counter() - start
     return {"method": method, "size": size, "source_frames": frames, "frames_out": made,
-            "seconds": round(elapsed, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            "seconds": round(elapsed, 2), "peak_rss_mb": round(_peak_rss_mb(), 1), "warm_mb": round(warm, 1)}
 
 
 def child_file(size: int, frames: int) -> dict:
@@ -136,9 +140,10 @@ def _run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="256x256 only and a shorter stream")
+    parser.add_argument("--quick", action="store_true", help="256x256 only")
+    parser.add_argument("--only-stream", action="store_true", help="skip the per-version speed table")
     parser.add_argument("--frames", type=int, default=5, help="source frames per speed run (x2: frames-1 new)")
-    parser.add_argument("--stream", type=int, default=24, help="source frames of the short stream (long: 10x)")
+    parser.add_argument("--stream", type=int, default=48, help="source frames of the short stream (long: 10x)")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
@@ -151,10 +156,12 @@ def main() -> None:
         return
 
     versions = list(_module("nodes.interpolate.ifnet").VERSIONS)
+    if args.only_stream:
+        versions = []
     sizes = (256,) if args.quick else (256, 512)
     print(f"CPU, fp32, 2 threads; {args.frames} source frames x2 per run; peak RSS of a fresh process")
     print(f"{'method':<12}{'size':>6}{'frames/s':>10}{'s':>8}{'peak RSS MB':>13}")
-    for method in [*versions, "flow"]:
+    for method in [*versions, "flow"] if versions else []:
         for size in sizes:
             row = _run_child("speed", method, str(size), str(args.frames))
             print(f"{method:<12}{size:>6}{row['fps']:>10}{row['seconds']:>8}{row['peak_rss_mb']:>13}", flush=True)
@@ -163,7 +170,7 @@ def main() -> None:
         for frames in (args.stream, args.stream * 10):
             row = _run_child("stream", method, "256", str(frames))
             print(f"{method:<6} {frames:>5} frames in -> {row['frames_out']:>5} out  {row['seconds']:>7} s  "
-                  f"peak RSS {row['peak_rss_mb']} MB", flush=True)
+                  f"peak RSS after 3 chunks {row['warm_mb']} MB, at the end {row['peak_rss_mb']} MB", flush=True)
     for frames in (args.stream, args.stream * 10):
         row = _run_child("file", "256", str(frames))
         print(f"file  {frames:>5} frames in -> {row['frames_out']:>5} out  {row['seconds']:>7} s  "
