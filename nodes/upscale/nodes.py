@@ -47,8 +47,8 @@ class GemDirectUpscale:
                 "overlap": ("INT", {"default": 32, "min": 0, "max": 256, "step": 4, "tooltip": (
                     "Input px shared by neighbouring tiles; they are cross-faded so no seams show.")}),
                 "precision": (PRECISIONS, {"default": "auto", "tooltip": (
-                    "auto: fp16 on GPUs when the model supports it, fp32 on the CPU. fp16/bf16 halve "
-                    "memory and are faster on GPUs.")}),
+                    "auto: fp16 on GPUs when the model supports it; on the CPU bf16 if the CPU has it, "
+                    "else fp32. fp16/bf16 halve memory and are faster on GPUs.")}),
                 "alpha": (ALPHA_MODES, {"default": "keep", "tooltip": (
                     "RGBA input: keep the alpha (resized with Lanczos) or drop it (RGB out).")}),
             },
