@@ -1,0 +1,250 @@
+"""Three scenes through the run ledger, one prompt each: exact chaining, telemetry, QA, events, failures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import chain_helpers as h
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT, pack_module
+
+ledger = pack_module("nodes.run.ledger")
+events = pack_module("nodes.run.events")
+validate_run = pack_module("nodes.run.validate").validate_run
+images = pack_module("nodes.video.images")
+probe_video = pack_module("nodes.video.probe").probe_video
+save = pack_module("nodes.chain.save")
+drift = pack_module("nodes.chain.drift")
+scene_events = h.scene_events  # fixture
+
+needs_colour = pytest.mark.skipif(drift.colour_engine() is None,
+                                  reason="colour engine nodes/vace/colour.py not present")
+
+
+@pytest.fixture
+def story_path(comfy_home):
+    return h.write_story(comfy_home / "input" / "gemdirect" / "chain")
+
+
+def _write_telemetry(run):
+    return h.node("GemDirectTelemetryWriter").write(run)
+
+
+def test_three_scenes_in_three_prompts_chain_exactly_and_pass_the_validator(story_path, scene_events):
+    results = [h.run_scene(story_path, index) for index in (1, 2, 3)]
+    run = results[0]["run"]
+    assert all(result["run"] == run for result in results)
+    assert [result["source"] for result in results] == ["keyframe", "previous-scene", "previous-scene"]
+    for before, after in itertools.pairwise(results):
+        last_png = images.load_png(ledger.scene_paths(run, before["scene"].id).last_frame)
+        assert torch.equal(after["start"][0], last_png)  # bit-exact: lossless PNG, no resampling
+        rendered_last = np.rint(before["frames"][-1].numpy() * 255) / 255
+        assert np.array_equal(after["start"][0].numpy(), rendered_last.astype(np.float32))
+
+    _write_telemetry(run)
+    assert validate_run(run.run_dir) == []
+    metadata = json.loads(Path(run.metadata_path).read_text(encoding="utf-8"))
+    scenes = {scene["SceneId"]: scene for scene in metadata["Scenes"]}
+    assert [scene["Telemetry"]["FLF2VSource"] for scene in metadata["Scenes"]] == [
+        "keyframe", "previous-scene", "previous-scene"]
+    assert [scene["Telemetry"]["FLF2VEnabled"] for scene in metadata["Scenes"]] == [False, True, True]
+    assert all(scene["Telemetry"]["FLF2VFallback"] is None for scene in metadata["Scenes"])
+    assert scenes["a"]["Telemetry"]["BookendSimilarity"] is None
+    for scene_id in ("b", "c"):
+        assert scenes[scene_id]["Telemetry"]["BookendSimilarity"] == {"Score": 100.0, "Method": "pixel",
+                                                                     "Status": "pass"}
+        assert scenes[scene_id]["Extra"]["Bookend"]["SSIM"] == pytest.approx(1.0)
+    assert scenes["a"]["Models"] == ["wan2.2_i2v_high_noise_14B_Q4_K_M.gguf", "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                     "wan_2.1_vae.safetensors", "lightx2v_4step.safetensors"]
+    assert scenes["a"]["KeyframeSource"].endswith("kf/a.png") and scenes["c"]["KeyframeSource"] is None
+    assert metadata["Progress"]["ScenesDone"] == ["a", "b", "c"]
+    summary = Path(run.summary_path).read_text(encoding="utf-8")
+    assert "[Scene b] Telemetry:" in summary and "FLF2V=previous-scene" in summary and "Bookend=100" in summary
+    states = [(event["scene"], event["state"]) for event in scene_events]
+    assert states == [(scene, state) for scene in "abc" for state in ("queued", "rendering", "saving", "done")]
+
+
+def test_scene_save_writes_mp4_pngs_record_and_a_video_preview(story_path, comfy_home, scene_events):
+    result = h.run_scene(story_path, 1)
+    run, saved = result["run"], result["saved"]
+    paths = ledger.scene_paths(run, "a")
+    info = probe_video(paths.video)
+    assert (info.width, info.height, info.frames, info.fps) == (h.WIDTH, h.HEIGHT, h.FRAMES, 16)
+    assert torch.equal(images.load_png(paths.first_frame), torch.from_numpy(
+        np.rint(result["frames"][0].numpy() * 255).astype(np.float32) / 255))
+    assert saved["ui"] == {"images": [{"filename": "a.mp4", "subfolder": f"gemdirect/chain-story/{run.run_id}/scenes",
+                                       "type": "output"}], "animated": (True,)}
+    out_run, frames, report = saved["result"]
+    assert out_run == run and torch.equal(frames, result["frames"])
+    assert "Scene 'a' (1): 5 frames 80x64 @ 16 fps -> scenes/a.mp4" in report and "FLF2V: keyframe" in report
+    record = ledger.read_scene(run, "a")
+    assert record["Success"] is True and record["AttemptsRun"] == 1 and record["Video"]["Status"] == "ready"
+    assert record["Extra"]["Files"] == {"FirstFrame": "scenes/a_first.png", "LastFrame": "scenes/a_last.png"}
+    done = scene_events[-1]
+    assert done["state"] == "done" and done["video"] == "scenes/a.mp4" and done["frames"] == h.FRAMES
+
+
+def test_elapsed_runs_from_chain_start_to_the_end_of_the_save(story_path):
+    result = h.run_scene(story_path, 1)
+    run = result["run"]
+    log = events.read_events(run.run_dir).events
+    start = [e for e in log if e["event"] == "stage_start" and e.get("stage") == "scene"][-1]
+    end = [e for e in log if e["event"] == "stage_end" and e.get("stage") == "scene"][-1]
+    telemetry = ledger.read_scene(run, "a")["Telemetry"]
+    assert telemetry["QueueStart"] == start["time"] and telemetry["QueueStart"] <= telemetry["QueueEnd"]
+    assert telemetry["DurationSeconds"] == pytest.approx(end["elapsed_s"], abs=0.002)
+    assert telemetry["GPU"]["VramBeforeMB"] == start["vram_before_mb"]
+    assert telemetry["System"]["FallbackNotes"] == [] or all("drift" in n for n in telemetry["System"]["FallbackNotes"])
+
+
+def test_without_chain_start_the_save_still_records_and_says_what_the_time_covers(story_path):
+    story = h.load_story(story_path)
+    scene, *_values, keyframe = h.node("GemDirectSceneSelect").select(story, 1)
+    run, _ = h.node("GemDirectRun").start(story, scene, "auto")
+    frames = keyframe.repeat(h.FRAMES, 1, 1, 1)
+    h.node("GemDirectSceneSave").save(frames, scene, run, "off", 1.0)
+    telemetry = ledger.read_scene(run, "a")["Telemetry"]
+    assert telemetry["FLF2VSource"] == "none" and "Chain Start did not run" in telemetry["FLF2VFallback"]
+    assert any("cover saving only" in note for note in telemetry["System"]["FallbackNotes"])
+    assert ledger.read_scene(run, "a")["Models"] == []
+
+
+def test_a_failed_save_is_recorded_and_the_next_scene_falls_back_to_its_keyframe(story_path, scene_events,
+                                                                                  monkeypatch):
+    h.run_scene(story_path, 1)
+
+    def broken_encoder(*_args, **_kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="No space left"):
+        patched.setattr(save, "encode_video", broken_encoder)
+        h.run_scene(story_path, 2)
+    assert scene_events[-1]["state"] == "failed" and "No space left" in scene_events[-1]["error"]
+    run = h.run_scene(story_path, 3)
+    assert run["source"] == "none"  # scene c has no keyframe: mid-grey
+    record_b = ledger.read_scene(run["run"], "b")
+    assert record_b["Success"] is False and record_b["Video"]["Status"] == "error"
+    assert "OSError: No space left on device" in record_b["Errors"][0]
+    record_c = ledger.read_scene(run["run"], "c")
+    assert "previous scene 'b' failed" in record_c["Telemetry"]["FLF2VFallback"]
+    assert record_c["Telemetry"]["BookendSimilarity"] is None
+    assert any("not chained: previous scene 'b' failed" in w for w in record_c["Warnings"])
+    _write_telemetry(run["run"])
+    assert validate_run(run["run"].run_dir) == []
+
+
+def test_a_rerendered_scene_replaces_its_files_and_counts_the_attempt(story_path):
+    first = h.run_scene(story_path, 1)
+    second = h.run_scene(story_path, 1, mode="auto")
+    assert second["run"] != first["run"]  # auto: scene 1 starts a new run
+    story = h.load_story(story_path)
+    scene, *_ = h.node("GemDirectSceneSelect").select(story, 1)
+    run = second["run"]
+    h.node("GemDirectChainStart").start(run, scene, "crop", "from story")
+    h.node("GemDirectSceneSave").save(second["frames"], scene, run, "off", 1.0)
+    assert ledger.read_scene(run, "a")["AttemptsRun"] == 2
+
+
+def test_a_bad_bookend_is_scored_and_warned_about(story_path):
+    h.run_scene(story_path, 1)
+
+    def inverted(start_image, _end_image):
+        """Every pixel pushed to the far end from where the previous scene ended: a hard cut."""
+        return (start_image < 0.5).float().repeat(h.FRAMES, 1, 1, 1)
+
+    result = h.run_scene(story_path, 2, renderer=inverted)
+    record = ledger.read_scene(result["run"], "b")
+    bookend = record["Telemetry"]["BookendSimilarity"]
+    assert bookend["Method"] == "pixel" and bookend["Score"] < 35 and bookend["Status"] in ("warn", "fail")
+    assert any("bookend" in w and "the join will jump" in w for w in record["Warnings"])
+
+
+def test_models_are_read_from_the_prompts_widget_values_only():
+    assert save.prompt_models(h.PROMPT) == ["wan2.2_i2v_high_noise_14B_Q4_K_M.gguf",
+                                            "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors",
+                                            "lightx2v_4step.safetensors"]
+    assert save.prompt_models({"1": {"class_type": "DualCLIPLoader",
+                                     "inputs": {"clip_name1": "a.safetensors", "clip_name2": "b.safetensors"}},
+                               "2": {"class_type": "X", "inputs": {"unet_name": ["1", 0]}}}) == [
+        "a.safetensors", "b.safetensors"]
+    assert save.prompt_models(None) == []
+
+
+def test_scene_save_refuses_a_run_of_another_story_and_bad_frames(story_path, comfy_home):
+    other = h.write_story(comfy_home / "input" / "gemdirect" / "other", h.story_dict(id="other-story"))
+    other_result = h.run_scene(other, 1)
+    story = h.load_story(story_path)
+    scene, *_ = h.node("GemDirectSceneSelect").select(story, 1)
+    node = h.node("GemDirectSceneSave")
+    with pytest.raises(ValueError, match="of story 'other-story', but the SCENE is from story 'chain-story'"):
+        node.save(other_result["frames"], scene, other_result["run"], "off", 1.0)
+    run, _ = h.node("GemDirectRun").start(story, scene, "auto")
+    with pytest.raises(ValueError, match=r"frames: shape \[5, 64, 80, 4\] is not an RGB IMAGE batch .*alpha"):
+        node.save(torch.zeros(5, 64, 80, 4), scene, run, "off", 1.0)
+    with pytest.raises(ValueError, match="color_match 'sepia' is not one of off, reinhard, histogram, mkl"):
+        node.save(other_result["frames"], scene, run, "sepia", 1.0)
+    assert ledger.read_scene(run, "a") is None  # refused input records nothing
+
+
+@needs_colour
+def test_drift_is_recorded_against_the_first_scenes_first_frame(story_path):
+    h.run_scene(story_path, 1)
+    result = h.run_scene(story_path, 2)
+    record = ledger.read_scene(result["run"], "b")
+    measured = record["Extra"]["Drift"]
+    assert measured["Reference"] == "scenes/a_first.png" and measured["Space"] == "CIELab"
+    assert len(measured["MeanDeltaLab"]) == 3 and measured["MeanDeltaE"] > 0
+    assert measured["LastFrameDeltaE"] > 0
+
+
+@needs_colour
+def test_colour_match_pulls_a_drifted_scene_back_towards_the_reference(story_path):
+    h.run_scene(story_path, 1)
+
+    def drifted(start_image, end_image):
+        return (h.render(start_image, start_image, gain=0.0) * 0.8 + 0.15).clamp(0, 1)
+
+    result = h.run_scene(story_path, 2, color_match="reinhard", renderer=drifted)
+    record = ledger.read_scene(result["run"], "b")
+    before, after = record["Extra"]["Drift"]["MeanDeltaE"], record["Extra"]["DriftAfterColorMatch"]["MeanDeltaE"]
+    assert after < 0.5 * before
+    assert record["Extra"]["ColorMatch"] == {"Method": "reinhard", "Strength": 1.0, "Reference": "scenes/a_first.png"}
+
+
+SCENE_IN_A_FRESH_PROCESS = """
+import importlib.util, json, os, sys
+root = {root!r}
+sys.path.insert(0, os.path.join(root, "tests"))
+import chain_helpers as h
+from pathlib import Path
+result = h.run_scene(Path({story!r}), {index})
+print(json.dumps({{"run": result["run"].run_dir, "source": result["source"]}}))
+"""
+
+
+def test_three_scenes_in_three_separate_processes(story_path, comfy_home):
+    """As three ComfyUI sessions would: nothing shared but the run folder on disk."""
+    outputs = []
+    for index in (1, 2, 3):
+        code = SCENE_IN_A_FRESH_PROCESS.format(root=str(REPO_ROOT), story=str(story_path), index=index)
+        env = dict(os.environ, GEMDIRECT_HOME=str(comfy_home))
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                              timeout=120, env=env, cwd=str(REPO_ROOT / "tests"))
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len({output["run"] for output in outputs}) == 1
+    assert [output["source"] for output in outputs] == ["keyframe", "previous-scene", "previous-scene"]
+    run = ledger.open_run_dir(outputs[0]["run"])
+    scenes = {record["SceneId"]: record for record in ledger.read_scenes(run)}
+    assert [scenes[s]["Telemetry"]["BookendSimilarity"]["Score"] for s in ("b", "c")] == [100.0, 100.0]
+    assert len({record["Telemetry"]["QueueStart"] for record in scenes.values()}) == 3
+    _write_telemetry(run)
+    assert validate_run(run.run_dir) == []
