@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 log = logging.getLogger("gemdirect")
@@ -231,13 +231,87 @@ def device_memory(device: Any = None) -> DeviceMemory:
     return DeviceMemory(str(device), "cpu", int(vm.available), int(vm.total))
 
 
-def free_cached_models(bytes_needed: int, device: Any = None) -> None:
-    """Ask ComfyUI to unload cached models until ``bytes_needed`` are free (no-op standalone)."""
+def free_cached_models(bytes_needed: int, device: Any = None, keep: Iterable[Any] = ()) -> None:
+    """Ask ComfyUI to unload cached models until ``bytes_needed`` are free (no-op standalone).
+
+    ``keep``: handles (:attr:`LoadedModel.handle`) of loaded models that must stay loaded.
+    """
     mm = _loaded("comfy.model_management")
     if mm is None:
         return
-    mm.free_memory(bytes_needed, device if device is not None else mm.get_torch_device())
+    mm.free_memory(bytes_needed, device if device is not None else mm.get_torch_device(), keep_loaded=list(keep))
     mm.soft_empty_cache()
+
+
+@dataclass(frozen=True)
+class TorchMemory:
+    """What torch's caching allocator holds on a device, in bytes: in tensors, and reserved in all."""
+
+    allocated: int
+    reserved: int
+
+
+def torch_memory(device: Any = None) -> TorchMemory | None:
+    """torch's allocated/reserved bytes on ``device``; None for the CPU, or when torch is not in use yet.
+
+    Never imports torch (a health check must stay fast): only a torch that is already loaded is asked.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    if device is None:
+        device = torch_device()
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cuda" and torch.cuda.is_available():
+        return TorchMemory(int(torch.cuda.memory_allocated(device)), int(torch.cuda.memory_reserved(device)))
+    if kind == "xpu" and hasattr(torch, "xpu") and torch.xpu.is_available():
+        return TorchMemory(int(torch.xpu.memory_allocated(device)), int(torch.xpu.memory_reserved(device)))
+    if kind == "mps" and hasattr(torch, "mps"):
+        return TorchMemory(int(torch.mps.current_allocated_memory()), int(torch.mps.driver_allocated_memory()))
+    return None
+
+
+def efficient_attention(device: Any = None) -> bool:
+    """True when attention runs memory-efficiently (xformers or PyTorch flash/SDPA), as ComfyUI decides.
+
+    ComfyUI's sampling memory estimate depends on it (see docs/vram.md). Standalone: CUDA or XPU.
+    """
+    mm = _loaded("comfy.model_management")
+    if mm is not None:
+        return bool(mm.xformers_enabled() or mm.pytorch_attention_flash_attention())
+    if device is None:
+        device = torch_device()
+    return getattr(device, "type", str(device).split(":")[0]) in ("cuda", "xpu")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ComfyUI holds on a device between prompts. Sizes in bytes; ``handle`` is ComfyUI's own."""
+
+    name: str
+    total: int  # the model's whole size
+    loaded: int  # the part of it now on the device (less than total when partly offloaded)
+    handle: Any = field(default=None, compare=False, repr=False)
+
+
+def loaded_models(device: Any = None) -> list[LoadedModel]:
+    """Models ComfyUI keeps loaded on ``device`` (default: the torch device); empty standalone."""
+    mm = _loaded("comfy.model_management")
+    if mm is None:
+        return []
+    if device is None:
+        device = mm.get_torch_device()
+    found = []
+    for loaded in list(getattr(mm, "current_loaded_models", [])):
+        try:
+            if loaded.device != device or loaded.model is None:
+                continue
+            inner = getattr(loaded.model, "model", None)
+            name = type(inner).__name__ if inner is not None else type(loaded.model).__name__
+            found.append(LoadedModel(name, int(loaded.model_memory()), int(loaded.model_loaded_memory()), loaded))
+        except Exception as exc:  # a model being unloaded by another thread: skip it
+            log.debug("gemDirect: loaded model unreadable: %s", exc)
+    return found
 
 
 # --------------------------------------------------------------------------- progress and interrupt
@@ -322,3 +396,67 @@ def prompt_server() -> Any | None:
     """ComfyUI's PromptServer instance (for route registration), or None standalone."""
     server = _loaded("server")
     return getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+
+
+# --------------------------------------------------------------------------- the prompt queue
+
+
+@dataclass(frozen=True)
+class QueueLength:
+    """ComfyUI's prompt queue: prompts running now and prompts waiting."""
+
+    running: int
+    pending: int
+
+
+def queue_length() -> QueueLength | None:
+    """The length of ComfyUI's prompt queue, or None standalone."""
+    queue = getattr(prompt_server(), "prompt_queue", None)
+    if queue is None:
+        return None
+    if hasattr(queue, "get_current_queue_volatile"):
+        running, pending = queue.get_current_queue_volatile()
+        return QueueLength(len(running), len(pending))
+    return QueueLength(0, int(queue.get_tasks_remaining()))
+
+
+def current_prompt_id() -> str | None:
+    """Id of the prompt ComfyUI is executing now, or None standalone."""
+    prompt_id = getattr(prompt_server(), "last_prompt_id", None)
+    return str(prompt_id) if prompt_id else None
+
+
+@dataclass(frozen=True)
+class PromptOutcome:
+    """How a finished prompt ended: ``success``, ``error`` or ``interrupted``; ``message`` for errors."""
+
+    status: str
+    message: str = ""
+
+
+def prompt_outcome(prompt_id: str) -> PromptOutcome | None:
+    """How prompt ``prompt_id`` ended, from ComfyUI's history; None if unknown (still running,
+    forgotten by a restart, or standalone)."""
+    queue = getattr(prompt_server(), "prompt_queue", None)
+    if queue is None or not prompt_id:
+        return None
+    found = queue.get_history(prompt_id=prompt_id, map_function=lambda item: item.get("status"))
+    status = found.get(prompt_id) if isinstance(found, dict) and prompt_id in found else None
+    if not isinstance(status, dict):
+        return None
+    messages = status.get("messages") or []
+    for item in messages:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            continue
+        kind, data = item
+        if kind == "execution_interrupted":
+            return PromptOutcome("interrupted")
+        if kind == "execution_error":
+            data = data if isinstance(data, dict) else {}
+            text = f"{data.get('exception_type', 'error')}: {data.get('exception_message', '')}".strip()
+            return PromptOutcome("error", f"{text} (in node {data.get('node_type', '?')})")
+    if status.get("status_str") == "success":
+        return PromptOutcome("success")
+    if status.get("status_str") == "error":
+        return PromptOutcome("error", "the prompt failed")
+    return None
