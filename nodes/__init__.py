@@ -14,7 +14,7 @@ import logging
 log = logging.getLogger("gemdirect")
 
 # Rooms in menu order. A room listed here but not yet built is skipped silently.
-ROOMS = ("story", "run", "chain", "vram", "interpolate", "upscale", "svi", "vace", "control")
+ROOMS = ("story", "run", "chain", "vram", "interpolate", "upscale", "svi", "vace", "control", "render")
 
 
 def _missing_requirement(requires: tuple[str, ...]) -> str | None:
