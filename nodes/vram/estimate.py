@@ -1,0 +1,240 @@
+"""How much device memory each heavy stage needs, in bytes. Formulas and sources: docs/vram.md.
+
+Every estimate has two totals:
+
+- ``full``: everything on the device at once, the fastest way (all weights resident, cond and
+  uncond sampled as one batch, the VAE decoding whole frames, every RIFE pair of a pass at once).
+- ``minimum``: the leanest mode ComfyUI or the pack's engines fall back to by themselves (weights
+  streamed from RAM, one batch at a time, tiled VAE decode, one RIFE pair, small ESRGAN tiles).
+  Below it the stage runs out of memory.
+
+WAN sampling and VAE decoding use ComfyUI's own formulas (``comfy/model_base.py`` memory_required,
+``comfy/supported_models.py`` WAN memory_usage_factor = dim / 2222, ``comfy/sd.py``
+memory_used_decode, ``comfy/model_management.py`` reserves), so the guard predicts what ComfyUI
+itself will ask for. RIFE is the pack's IFNet, measured (tests/test_vram_estimate.py); ESRGAN uses
+the upscale room's per-pixel rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .detect import WAN_LATENTS
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+# ComfyUI comfy/model_management.py: EXTRA_RESERVED_VRAM (Linux/macOS; Windows 600 MiB, 700 MiB on
+# cards over 15 GiB) and minimum_inference_memory() = 0.8 GiB + that reserve.
+COMFY_RESERVED = 400 * MIB
+COMFY_INFERENCE_MEMORY = int(0.8 * GIB) + COMFY_RESERVED
+# load_models_gpu keeps at least this much of a partly loaded model on the device.
+LOWVRAM_MIN_WEIGHTS = 128 * MIB
+
+STAGES = ("sample", "vae-decode", "interpolate", "upscale", "custom")
+
+# Parameter counts of the WAN diffusion models, counted from ComfyUI's WanModel (comfy/ldm/wan/model.py)
+# built on the meta device with the Wan team's configs; checked against tests' key layouts.
+WAN_PARAMETERS = {
+    "wan22-ti2v-5b": 4_999_787_712,  # dim 3072, 30 blocks, ffn 14336, in/out 48
+    "wan22-i2v-14b": 14_288_901_184,  # dim 5120, 40 blocks, ffn 13824, in 36 (one expert; A14B has two)
+    "wan22-t2v-14b": 14_288_491_584,  # in 16
+}
+WAN_DIMS = {"wan22-ti2v-5b": 3072, "wan22-i2v-14b": 5120, "wan22-t2v-14b": 5120}
+# The largest tensor is time_projection.1.weight, [6 * dim, dim].
+WAN_LARGEST_TENSOR = {profile: 6 * dim * dim for profile, dim in WAN_DIMS.items()}
+WAN_VAE_OF_PROFILE = {"wan22-ti2v-5b": "wan2.2-vae", "wan22-i2v-14b": "wan2.1-vae", "wan22-t2v-14b": "wan2.1-vae"}
+# WAN VAE parameters (ComfyUI's comfy/ldm/wan/vae.py, vae2_2.py on the meta device); files ship in bf16.
+WAN_VAE_PARAMETERS = {"wan2.1-vae": 126_892_531, "wan2.2-vae": 704_688_668}
+# ComfyUI comfy/sd.py memory_used_decode: bytes per latent pixel per dtype byte (frames do not count:
+# the WAN VAEs decode causally, a few frames at a time), and the tile its OOM fallback decodes with.
+WAN_VAE_DECODE_FACTOR = {"wan2.1-vae": 7000 * 8 * 8, "wan2.2-vae": 8000 * 16 * 16}
+VAE_TILE_PX = 256  # decode_tiled_3d: tile = 256 // spatial compression latent px
+
+# Bits per weight of quant types = block bytes * 8 / block weights (gguf.GGML_QUANT_SIZES), and of
+# plain dtypes. A *_K_M / *_K_S file is mostly its K type; a few tensors stay larger (see docs).
+QUANT_BITS = {
+    "F32": 32.0, "F16": 16.0, "BF16": 16.0, "F8_E4M3": 8.0, "F8_E5M2": 8.0, "FP8": 8.0,
+    "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_K": 5.5, "Q5_K_M": 5.5, "Q5_K_S": 5.5, "Q5_0": 5.5, "Q5_1": 6.0,
+    "Q4_K": 4.5, "Q4_K_M": 4.5, "Q4_K_S": 4.5, "Q4_0": 4.5, "Q4_1": 5.0, "Q3_K": 3.4375, "Q3_K_M": 3.4375,
+    "Q3_K_S": 3.4375, "Q2_K": 2.625,
+}
+# Quants suggested when weights do not fit, best quality first.
+SUGGESTED_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M")
+
+# RIFE (the pack's IFNet, fp32): peak live bytes per frame pair per padded px = RIFE_PX_FULL at full
+# resolution + RIFE_PX_BLOCKS * scale^2 for the flow blocks. Measured 260 (4.6), 536 (4.17), 524
+# (4.25) at scale 1 and 204/408/428 at 0.5; this bound is at or above each (tests check it).
+RIFE_PX_FULL = 400
+RIFE_PX_BLOCKS = 176
+RIFE_BLOCKS = 5  # flow blocks when the release is unknown: the most any has (4.25+); 4.6-4.18 have 4
+UPSCALE_MIN_TILE = 64  # px: the upscale engine shrinks tiles on out-of-memory; below this it crawls
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a stage works on. ``width``/``height`` in px of the frames it makes (or reads), ``frames``
+    the clip length (4n+1 for WAN). ``batch``: videos sampled at once (sample), frame pairs per pass
+    (interpolate), frames per pass (upscale). ``cfg``: sampling with CFG (cond and uncond)."""
+
+    width: int
+    height: int
+    frames: int
+    batch: int = 1
+    cfg: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height", "frames", "batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r} must be a whole number of at least 1")
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    """Bytes a stage needs. ``weights`` + ``working`` = ``full``; ``minimum_weights`` +
+    ``minimum_working`` = ``minimum``. ``basis`` shows the formula with its numbers."""
+
+    stage: str
+    weights: int
+    working: int
+    minimum_weights: int
+    minimum_working: int
+    basis: str
+    partial_note: str = ""  # what happens between minimum and full ("weights offloaded to RAM")
+
+    @property
+    def full(self) -> int:
+        return self.weights + self.working
+
+    @property
+    def minimum(self) -> int:
+        return self.minimum_weights + self.minimum_working
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "full_bytes": self.full, "minimum_bytes": self.minimum,
+                "weights_bytes": self.weights, "working_bytes": self.working,
+                "minimum_weights_bytes": self.minimum_weights, "minimum_working_bytes": self.minimum_working,
+                "basis": self.basis}
+
+
+def gb(value: float) -> str:
+    """Bytes as ``9.3 GB`` (GiB, the unit cards are sold in); small values keep one more digit."""
+    size = value / GIB
+    return f"{size:.2f} GB" if abs(size) < 1 else f"{size:.1f} GB"
+
+
+def quant_bits(label: str) -> float:
+    """Bits per weight of a quant or dtype label (``Q4_K_M``, ``BF16``); ValueError lists the known ones."""
+    key = label.upper().replace("-", "_")
+    if key not in QUANT_BITS:
+        raise ValueError(f"unknown quant '{label}'; known: {', '.join(QUANT_BITS)}")
+    return QUANT_BITS[key]
+
+
+def nominal_weights(profile: str, quant: str = "BF16") -> int:
+    """Bytes of a WAN profile's diffusion model in ``quant`` (parameters x bits / 8)."""
+    return int(WAN_PARAMETERS[profile] * quant_bits(quant) / 8)
+
+
+def _inference_working(activations: float) -> int:
+    """ComfyUI's working reserve for a model load: max(minimum inference memory, activations + reserve)."""
+    return int(max(COMFY_INFERENCE_MEMORY, activations + COMFY_RESERVED))
+
+
+def wan_latent_shape(profile_or_vae: str, workload: Workload) -> tuple[int, int, int, int]:
+    """(channels, frames, height, width) of the WAN latent for ``workload`` (ComfyUI's Wan latents)."""
+    vae = WAN_VAE_OF_PROFILE.get(profile_or_vae, profile_or_vae)
+    layout = WAN_LATENTS[vae]
+    t_stride, h_stride, w_stride = layout["stride"]
+    return (layout["latent_channels"], (workload.frames + t_stride - 1) // t_stride,
+            workload.height // h_stride, workload.width // w_stride)
+
+
+def sample_activations(dim: int, latent_area: int, *, efficient_attention: bool = True, dtype_bytes: int = 2) -> float:
+    """ComfyUI's memory_required for a WAN model, in bytes, for ``latent_area`` = batch x T x H x W.
+
+    With xformers/flash attention: area x dtype bytes x 0.01 x (dim / 2222) MiB; otherwise
+    area x 0.15 x (dim / 2222) MiB.
+    """
+    factor = dim / 2222
+    per_area = dtype_bytes * 0.01 if efficient_attention else 0.15
+    return latent_area * per_area * factor * MIB
+
+
+def sample_estimate(profile: str, workload: Workload, *, weights: int | None = None, dim: int | None = None,
+                    largest_tensor_params: int | None = None, efficient_attention: bool = True,
+                    dtype_bytes: int = 2) -> StageEstimate:
+    """WAN sampling (KSampler). ``weights``: bytes of the diffusion model(s) resident at once (from the
+    file headers; default the profile's bf16 size). ``dim``/``largest_tensor_params`` from the file's
+    architecture (default the profile's)."""
+    dim = dim or WAN_DIMS[profile]
+    weights = nominal_weights(profile) if weights is None else int(weights)
+    largest = (largest_tensor_params or WAN_LARGEST_TENSOR[profile]) * dtype_bytes  # dequantised to compute dtype
+    _channels, frames, height, width = wan_latent_shape(profile, workload)
+    area = frames * height * width
+    batched = workload.batch * (2 if workload.cfg else 1)
+    full_act = sample_activations(dim, area * batched, efficient_attention=efficient_attention, dtype_bytes=dtype_bytes)
+    lean_act = sample_activations(dim, area * workload.batch, efficient_attention=efficient_attention,
+                                  dtype_bytes=dtype_bytes)
+    attention = f"{dtype_bytes} B x 0.01" if efficient_attention else "0.15"
+    basis = (f"latent {frames}x{height}x{width} x batch {batched} x {attention} x dim {dim}/2222 MiB = "
+             f"{gb(full_act)} activations (one batch: {gb(lean_act)}) + ComfyUI reserve + weights {gb(weights)}")
+    return StageEstimate("sample", weights, _inference_working(full_act), max(LOWVRAM_MIN_WEIGHTS, largest),
+                         _inference_working(lean_act), basis,
+                         "ComfyUI keeps part of the weights in RAM and streams them (slower), "
+                         "and samples cond and uncond one after the other")
+
+
+def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = None,
+                        dtype_bytes: int = 2) -> StageEstimate:
+    """WAN VAE decode (VAEDecode). ``vae``: ``wan2.1-vae``/``wan2.2-vae`` or a WAN profile id."""
+    vae = WAN_VAE_OF_PROFILE.get(vae, vae)
+    if vae not in WAN_VAE_DECODE_FACTOR:
+        raise ValueError(f"unknown VAE '{vae}'; known: {', '.join(WAN_VAE_DECODE_FACTOR)}")
+    weights = WAN_VAE_PARAMETERS[vae] * 2 if weights is None else int(weights)
+    _channels, _frames, height, width = wan_latent_shape(vae, workload)
+    compression = WAN_LATENTS[vae]["stride"][1]
+    tile = VAE_TILE_PX // compression
+    whole = WAN_VAE_DECODE_FACTOR[vae] * height * width * dtype_bytes * workload.batch
+    tiled = WAN_VAE_DECODE_FACTOR[vae] * min(tile, height) * min(tile, width) * dtype_bytes
+    basis = (f"{WAN_VAE_DECODE_FACTOR[vae]} B x latent {height}x{width} x {dtype_bytes} B = {gb(whole)} "
+             f"(a {VAE_TILE_PX} px tile: {gb(tiled)}) + ComfyUI reserve + VAE {gb(weights)}")
+    return StageEstimate("vae-decode", weights, _inference_working(whole), weights, _inference_working(tiled), basis,
+                         "ComfyUI decodes in tiles after a first out-of-memory (slower)")
+
+
+def rife_estimate(workload: Workload, *, weights: int, scale: float = 1.0, blocks: int = RIFE_BLOCKS) -> StageEstimate:
+    """RIFE interpolation of ``workload.batch`` frame pairs per pass at ``scale`` (0.5 for 4K). Frames are
+    padded to a multiple of 4 x 2^(blocks - 1) / scale px (IFNet's coarsest grid), as the engine does."""
+    multiple = max(1, math.ceil(4 * 2 ** (blocks - 1) / scale))
+    padded = math.ceil(workload.height / multiple) * multiple * math.ceil(workload.width / multiple) * multiple
+    per_pair = int((RIFE_PX_FULL + RIFE_PX_BLOCKS * scale * scale) * padded)
+    basis = (f"({RIFE_PX_FULL} + {RIFE_PX_BLOCKS} x scale {scale}^2) B x {padded} padded px = {gb(per_pair)} a pair "
+             f"x {workload.batch} pairs + RIFE {gb(weights)}")
+    return StageEstimate("interpolate", int(weights), per_pair * workload.batch, int(weights), per_pair, basis,
+                         "the interpolation engine halves the pairs per pass on out-of-memory")
+
+
+def upscale_estimate(workload: Workload, *, weights: int, max_channels: int = 64, scale: int = 4,
+                     dtype_bytes: int = 2) -> StageEstimate:
+    """ESRGAN-family upscaling of ``workload.batch`` whole frames per pass (the upscale room's rule:
+    element bytes x widest layer x (4 + 2 x scale^2) per input px)."""
+    from types import SimpleNamespace
+
+    from ..upscale.model import activation_bytes_per_pixel
+
+    per_px = activation_bytes_per_pixel(SimpleNamespace(max_channels=max_channels, scale=scale), dtype_bytes)
+    whole = per_px * workload.width * workload.height * workload.batch
+    tile = per_px * UPSCALE_MIN_TILE * UPSCALE_MIN_TILE
+    basis = (f"{dtype_bytes} B x {max_channels} channels x (4 + 2 x {scale}^2) = {per_px} B/px x "
+             f"{workload.width}x{workload.height} x {workload.batch} frames = {gb(whole)} + model {gb(weights)}")
+    return StageEstimate("upscale", int(weights), whole, int(weights), tile, basis,
+                         "the upscale engine works in tiles sized from free memory (slower)")
+
+
+def custom_estimate(estimate_bytes: int) -> StageEstimate:
+    """A stage whose need the user states (``estimate_gb``)."""
+    return StageEstimate("custom", 0, int(estimate_bytes), 0, int(estimate_bytes), f"stated {gb(estimate_bytes)}")
