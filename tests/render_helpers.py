@@ -16,12 +16,13 @@ COLOURS = {"a": (230, 30, 30), "b": (30, 200, 40), "c": (40, 60, 230), "d": (230
 LENGTHS = {"a": 9, "b": 13, "c": 17, "d": 9}
 
 
-def story_dict(scene_ids=("a", "b", "c"), transitions=None, **top) -> dict:
-    """A story of solid-colour scenes; ``transitions[i]`` is scene i's transition to the next (None: cut)."""
+def story_dict(scene_ids=("a", "b", "c"), transitions=None, lengths=None, **top) -> dict:
+    """A story of solid-colour scenes; ``transitions[i]`` is scene i's transition to the next (None: cut);
+    ``lengths`` maps scene ids to frame counts (default LENGTHS)."""
     transitions = list(transitions or []) + [None] * len(scene_ids)
     scenes = []
     for scene_id, transition in zip(scene_ids, transitions, strict=False):
-        scene = {"id": scene_id, "prompt": f"a {scene_id} field", "frames": LENGTHS[scene_id]}
+        scene = {"id": scene_id, "prompt": f"a {scene_id} field", "frames": (lengths or LENGTHS)[scene_id]}
         if transition:
             scene["transition"] = transition
         scenes.append(scene)
