@@ -78,7 +78,7 @@ def _wan_dit(shapes: Shapes) -> Architecture | None:
     if modulation is None:
         return None
     dim = modulation[-1]
-    head = shapes.get("head.head.weight", (dim * 4 * 16,))
+    head = shapes.get("head.head.weight", (16 * 4,))  # missing: assume the common 16 latent channels
     patch = shapes.get("patch_embedding.weight", (dim, 16))
     ffn = shapes.get("blocks.0.ffn.0.weight", (0,))
     details: dict[str, Any] = {
