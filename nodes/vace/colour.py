@@ -248,7 +248,8 @@ def match_colour(frames: torch.Tensor | np.ndarray, reference: torch.Tensor | np
 
     out = torch.empty_like(clip)
     for start, chunk in _chunks(clip):
-        matched = transform(chunk).to(clip.dtype)
+        # clamp before blending: a half-strength result is then exactly halfway to the full (clamped) match
+        matched = transform(chunk).to(clip.dtype).clamp(0, 1)
         out[start:start + chunk.shape[0]] = (chunk + float(strength) * (matched - chunk)).clamp(0, 1)
         if on_chunk is not None:
             on_chunk(start + chunk.shape[0], clip.shape[0])
