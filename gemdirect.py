@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gemDirect on the command line, without ComfyUI.
 
-    python gemdirect.py demo                 plan the bundled demo story through the pack's nodes
+    python gemdirect.py demo                 render the bundled demo story as an animatic, end to end
     python gemdirect.py plan STORY.json      check a story and print its scene plan
     python gemdirect.py validate RUN_DIR     check a run folder's telemetry (see docs/telemetry.md)
 
@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 PACK_DIR = Path(__file__).resolve().parent
@@ -46,27 +47,118 @@ def _use_home(home: str | None) -> Path:
     return path
 
 
+DEMO_UPSCALE = 1.5  # 832x480 scenes -> a 1248x720 film
+SMALL_DEMO = "demo-small"  # --small: the demo story at 256x144, 1 s scenes (a quick check, used by the tests)
+
+
+def _small_demo_story(home: Path) -> str:
+    """A copy of the installed demo story at 256x144 with 1 s scenes, beside it; returns its story name."""
+    import json
+    import shutil
+
+    root = home / "input" / "gemdirect"
+    source, target = root / "demo", root / SMALL_DEMO
+    shutil.copytree(source / "keyframes", target / "keyframes", dirs_exist_ok=True)
+    story = json.loads((source / "story.json").read_text(encoding="utf-8"))
+    story["id"] = "lighthouse-small"
+    for scene in story["scenes"]:  # a scene's own values beat the preset's
+        scene.update({"width": 256, "height": 144, "duration": 1.0, "transition": {"kind": "crossfade", "frames": 4}})
+    (target / "story.json").write_text(json.dumps(story, indent=2), encoding="utf-8")
+    return f"{SMALL_DEMO}/story.json"
+
+
+def _node_inputs(node_class, section: str) -> dict:
+    return node_class.INPUT_TYPES().get(section) or {}
+
+
+def _animate(nodes: dict, start_image, end_image, scene, outputs: dict):
+    """The scene's clip from its start image: GemDirectAnimatic (a camera move over the keyframe) when the
+    pack has it, else the start image held still for the scene's length (said on the console)."""
+    animatic = nodes.get("GemDirectAnimatic")
+    if animatic is None:
+        print(f"  (the Animatic node is not in this pack yet: scene '{scene.id}' holds its start image still)")
+        return start_image.repeat(outputs["length"], 1, 1, 1)
+    values = {}
+    images = [start_image, end_image]
+    for section in ("required", "optional"):
+        for name, spec in _node_inputs(animatic, section).items():
+            kind = spec[0]
+            if kind == "IMAGE" and images:
+                values[name] = images.pop(0)
+            elif kind == "SCENE":
+                values[name] = scene
+            elif name in outputs and not isinstance(kind, list) and kind in ("INT", "FLOAT"):
+                values[name] = outputs[name]
+            elif section == "required" and isinstance(kind, list):
+                values[name] = (spec[1] or {}).get("default", kind[0]) if len(spec) > 1 else kind[0]
+            elif section == "required" and len(spec) > 1 and "default" in spec[1]:
+                values[name] = spec[1]["default"]
+    result = getattr(animatic(), animatic.FUNCTION)(**values)
+    result = result["result"] if isinstance(result, dict) else result
+    return next(value for value, kind in zip(result, animatic.RETURN_TYPES, strict=False) if kind == "IMAGE")
+
+
+def _load_upscale_model(path: str):
+    """An ESRGAN-family model file as core's Load Upscale Model gives it (a spandrel descriptor)."""
+    from spandrel import ImageModelDescriptor, ModelLoader
+
+    model = ModelLoader().load_from_file(path)
+    if not isinstance(model, ImageModelDescriptor):
+        raise ValueError(f"--upscale-model {path}: not an image-to-image model ({type(model).__name__})")
+    return model.eval()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     home = _use_home(args.home)
     pack = load_pack()
-    loader = pack.NODE_CLASS_MAPPINGS["GemDirectStoryLoader"]
-    select = pack.NODE_CLASS_MAPPINGS["GemDirectSceneSelect"]
+    nodes = pack.NODE_CLASS_MAPPINGS
+    needed = ("GemDirectStoryLoader", "GemDirectSceneSelect", "GemDirectRun", "GemDirectChainStart",
+              "GemDirectSceneSave", "GemDirectStoryRender")
+    missing = [name for name in needed if name not in nodes]
+    if missing:
+        print(f"the demo needs the nodes {', '.join(missing)}, which did not load (see the log above)",
+              file=sys.stderr)
+        return 1
+    loader = nodes["GemDirectStoryLoader"]
     options = loader.INPUT_TYPES()["required"]["story"][0]  # installs the demo story on first use
-    story_name = "demo/story.json"
-    if story_name not in options:
+    if "demo/story.json" not in options:
         print(f"the demo story could not be installed under {home / 'input' / 'gemdirect'}", file=sys.stderr)
         return 1
+    story_name = _small_demo_story(home) if args.small else "demo/story.json"
+    upscale_model = None
+    if args.upscale_model:
+        try:
+            upscale_model = _load_upscale_model(args.upscale_model)
+        except Exception as exc:
+            print(f"--upscale-model {args.upscale_model}: cannot be loaded ({exc}); give an ESRGAN-family "
+                  ".pth/.safetensors file, or leave the flag out for Lanczos", file=sys.stderr)
+            return 1
+    started = time.perf_counter()
     story, count, plan_text = loader().load(story_name, args.preset)
     print(plan_text)
+    run = None
     for index in range(1, count + 1):
-        outputs = dict(zip(select.RETURN_NAMES, select().select(story, index), strict=True))
+        # One ComfyUI prompt per scene: Scene Select -> Run -> Chain Start -> Animatic -> Scene Save.
+        outputs = dict(zip(nodes["GemDirectSceneSelect"].RETURN_NAMES,
+                           nodes["GemDirectSceneSelect"]().select(story, index), strict=True))
         scene = outputs["scene"]
-        shape = "x".join(str(d) for d in outputs["keyframe"].shape)
-        print(f"scene {index}/{count} '{scene.id}': start image {shape}, {outputs['length']} frames "
-              f"at {outputs['fps']:g} fps, seed {outputs['seed']}")
-    print(f"demo story: {story.path}")
-    print("Rendering arrives with the render stage; this run checked and planned every scene.")
-    return 0
+        run, _run_dir = nodes["GemDirectRun"]().start(story, scene, "new" if index == 1 else "auto")
+        start_image, end_image, source = nodes["GemDirectChainStart"]().start(run, scene)
+        frames = _animate(nodes, start_image, end_image, scene, outputs)
+        nodes["GemDirectSceneSave"]().save(frames, scene, run)
+        print(f"scene {index}/{count} '{scene.id}': {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} "
+              f"at {outputs['fps']:g} fps, started from {source}")
+    prompt = {"render": {"inputs": {"upscale_model": ["upscaler", 0]}},
+              "upscaler": {"inputs": {"model_name": os.path.basename(args.upscale_model or "")}}}
+    rendered = nodes["GemDirectStoryRender"]().render(
+        run, interpolation="target fps", target_fps=24.0, upscale="factor", factor=DEMO_UPSCALE, story=story,
+        upscale_model=upscale_model, unique_id="render", prompt=prompt if upscale_model is not None else None)
+    _run, final_path, report = rendered["result"]
+    print(report)
+    print(f"film: {final_path}")
+    print(f"telemetry: {os.path.join(run.run_dir, 'artifact-metadata.json')} and run-summary.txt beside it")
+    print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    return 0 if "validator: the run keeps the telemetry contract" in report else 1
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -92,9 +184,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gemdirect.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="plan the bundled demo story through the pack's nodes")
+    demo = sub.add_parser("demo", help="render the bundled demo story as an animatic through the pack's nodes")
     demo.add_argument("--home", help="folder standing in for ComfyUI (input/, output/, models/)")
     demo.add_argument("--preset", default="from story", help="from story | none | fast | standard | cinematic")
+    demo.add_argument("--upscale-model", metavar="PATH", help="ESRGAN-family model file to upscale with "
+                      "(default: Lanczos)")
+    demo.add_argument("--small", action="store_true", help="a quick run at 256x144 with 1 s scenes")
     demo.set_defaults(run=cmd_demo)
     plan = sub.add_parser("plan", help="check a story.json and print its scene plan")
     plan.add_argument("story")
