@@ -118,7 +118,7 @@ def test_a_lean_fit_suggests_the_quant_that_would_fit_whole():
     plan = guard.plan_stage(request)
     decision = guard.decide(request, plan, reading(22, 24))
     assert decision.fit == "partial"
-    assert "a Q8_0 GGUF (weights 14.1 GB) would fit whole" in decision.message
+    assert decision.message.endswith(". A Q8_0 GGUF (weights 14.1 GB) would fit whole and run faster")
 
 
 def test_two_experts_count_once_and_other_files_are_named_as_not_counted():

@@ -149,8 +149,7 @@ def plan_stage(request: GuardRequest) -> Plan:
     """The stage's estimate from the request's files, workload and profile."""
     models, workload, notes = request.models, request.workload, []
     if request.estimate_bytes:
-        return Plan(custom_estimate(request.estimate_bytes), tuple(m.weight_bytes for m in models),
-                    (f"stated need {gb(request.estimate_bytes)}",))
+        return Plan(custom_estimate(request.estimate_bytes), tuple(m.weight_bytes for m in models))
     if request.stage == "custom":
         raise ValueError("stage 'custom' needs estimate_gb above 0 (the memory the stage needs, in GB)")
     if workload is None:
@@ -274,10 +273,13 @@ def decide(request: GuardRequest, plan: Plan, reading: VramReading, *, resident:
         message = (f"{stage} runs lean: needs {gb(need_full)} at full speed, {gb(available)} {basis} (minimum "
                    f"{gb(need_minimum)}): {estimate.partial_note}")
     else:
-        message = (f"{stage} needs {gb(need_minimum)} at least ({gb(need_full)} at full speed), {gb(available)} "
-                   f"{basis} (short by {gb(short_by)})")
-    if advice:
+        need = f"{gb(need_minimum)}" if need_minimum == need_full else \
+            f"{gb(need_minimum)} at least ({gb(need_full)} at full speed)"
+        message = f"{stage} needs {need}, {gb(available)} {basis} (short by {gb(short_by)})"
+    if advice and fit == FIT_SHORT:
         message += ": " + " or ".join(advice)
+    elif advice:
+        message += ". " + "; ".join(tip[0].upper() + tip[1:] for tip in advice)
     stop = WARN if request.policy == "warn" else BLOCK
     action = stop if fit == FIT_SHORT else PASS_AFTER_FREE if freed else PASS
     return Decision(stage, request.policy, action, fit, need_full, need_minimum, reading.free, after.free,
