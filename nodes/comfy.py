@@ -271,6 +271,17 @@ def torch_memory(device: Any = None) -> TorchMemory | None:
     return None
 
 
+def reserved_vram() -> int:
+    """Bytes ComfyUI keeps free for other programs (its EXTRA_RESERVED_VRAM, ``--reserve-vram``).
+
+    Standalone: ComfyUI's defaults, 400 MiB (600 MiB on Windows).
+    """
+    mm = _loaded("comfy.model_management")
+    if mm is not None and hasattr(mm, "extra_reserved_memory"):
+        return int(mm.extra_reserved_memory())
+    return (600 if os.name == "nt" else 400) << 20
+
+
 def efficient_attention(device: Any = None) -> bool:
     """True when attention runs memory-efficiently (xformers or PyTorch flash/SDPA), as ComfyUI decides.
 

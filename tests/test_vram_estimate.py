@@ -157,3 +157,12 @@ def test_workload_and_quant_errors_say_what_is_wrong():
         estimate.quant_bits("Q9")
     assert estimate.gb(9.31 * GIB) == "9.3 GB" and estimate.gb(0.25 * GIB) == "0.25 GB"
     assert math.isclose(estimate.quant_bits("q4_k_m"), 4.5)
+
+
+def test_comfyuis_reserve_is_honoured():
+    comfy = pack_module("nodes.comfy")
+    assert comfy.reserved_vram() == 400 * MIB  # standalone Linux default (ComfyUI's EXTRA_RESERVED_VRAM)
+    workload = Workload(832, 480, 81)
+    default = estimate.sample_estimate("wan22-i2v-14b", workload)
+    reserving = estimate.sample_estimate("wan22-i2v-14b", workload, reserved=2 * GIB)  # --reserve-vram 2
+    assert reserving.minimum - default.minimum == 2 * GIB - 400 * MIB

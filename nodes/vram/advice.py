@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from .estimate import (
+    COMFY_RESERVED,
     QUANT_BITS,
     SUGGESTED_QUANTS,
     WAN_PARAMETERS,
@@ -37,7 +38,8 @@ class PresetFit:
     hint: str
 
 
-def preset_fits(quant: str = "BF16", *, efficient_attention: bool = True, dtype_bytes: int = 2) -> list[PresetFit]:
+def preset_fits(quant: str = "BF16", *, efficient_attention: bool = True, dtype_bytes: int = 2,
+                reserved: int = COMFY_RESERVED) -> list[PresetFit]:
     """Every preset's sampling estimate (its profile's model at ``quant``), in the presets' own order.
 
     Empty when the story room's presets cannot be read (logged; advice then leaves presets out).
@@ -60,7 +62,7 @@ def preset_fits(quant: str = "BF16", *, efficient_attention: bool = True, dtype_
             continue
         weights = int(WAN_PARAMETERS[profile] * bits / 8)
         estimate = sample_estimate(profile, Workload(preset.width, preset.height, preset.frames), weights=weights,
-                                   efficient_attention=efficient_attention, dtype_bytes=dtype_bytes)
+                                   efficient_attention=efficient_attention, dtype_bytes=dtype_bytes, reserved=reserved)
         fits.append(PresetFit(name, preset.label, preset.width, preset.height, preset.frames, estimate,
                               preset.vram.min_gb, preset.vram.hint))
     return fits
@@ -68,15 +70,15 @@ def preset_fits(quant: str = "BF16", *, efficient_attention: bool = True, dtype_
 
 def max_frames_that_fit(profile: str, workload: Workload, available: int, *, weights: int, dim: int | None = None,
                         largest_tensor_params: int | None = None, efficient_attention: bool = True,
-                        dtype_bytes: int = 2, full: bool = False) -> int | None:
+                        dtype_bytes: int = 2, reserved: int = COMFY_RESERVED, full: bool = False) -> int | None:
     """The longest clip (4n+1 frames, at most ``workload.frames``) whose sampling minimum (or full,
     with ``full``) fits in ``available`` bytes at the same size; None if not even 5 frames fit."""
     best = None
     for frames in range(5, workload.frames + 1, 4):
         trial = Workload(workload.width, workload.height, frames, workload.batch, workload.cfg)
         estimate = sample_estimate(profile, trial, weights=weights, dim=dim,
-                                   largest_tensor_params=largest_tensor_params,
-                                   efficient_attention=efficient_attention, dtype_bytes=dtype_bytes)
+                                   largest_tensor_params=largest_tensor_params, efficient_attention=efficient_attention,
+                                   dtype_bytes=dtype_bytes, reserved=reserved)
         if (estimate.full if full else estimate.minimum) > available:
             break
         best = frames
@@ -97,15 +99,18 @@ def quant_that_fits(parameters: int, room_for_weights: int, current: str | None 
 
 def sample_advice(profile: str, workload: Workload, available: int, *, weights: int, parameters: int | None,
                   quant: str | None, dim: int | None = None, largest_tensor_params: int | None = None,
-                  efficient_attention: bool = True, dtype_bytes: int = 2, short: bool) -> list[str]:
+                  efficient_attention: bool = True, dtype_bytes: int = 2, reserved: int = COMFY_RESERVED,
+                  short: bool) -> list[str]:
     """What fits in ``available`` bytes. ``short``: the minimum does not fit (else only full speed does not)."""
     tips: list[str] = []
     if short:
         frames = max_frames_that_fit(profile, workload, available, weights=weights, dim=dim,
                                      largest_tensor_params=largest_tensor_params,
-                                     efficient_attention=efficient_attention, dtype_bytes=dtype_bytes)
+                                     efficient_attention=efficient_attention, dtype_bytes=dtype_bytes,
+                                     reserved=reserved)
         presets = [fit for fit in preset_fits(quant or "BF16", efficient_attention=efficient_attention,
-                                              dtype_bytes=dtype_bytes) if fit.estimate.minimum <= available]
+                                              dtype_bytes=dtype_bytes, reserved=reserved)
+                   if fit.estimate.minimum <= available]
         if presets:
             best = max(presets, key=lambda fit: fit.estimate.minimum)
             tips.append(f"use the {best.label} preset ({best.width}x{best.height}, {best.frames} frames: "
@@ -120,7 +125,7 @@ def sample_advice(profile: str, workload: Workload, available: int, *, weights: 
         room = available - (sample_estimate(profile, workload, weights=0, dim=dim,
                                             largest_tensor_params=largest_tensor_params,
                                             efficient_attention=efficient_attention,
-                                            dtype_bytes=dtype_bytes).working)
+                                            dtype_bytes=dtype_bytes, reserved=reserved).working)
         quant_fit = quant_that_fits(parameters, room, quant)
         if quant_fit:
             tips.append(f"a {quant_fit[0]} GGUF (weights {gb(quant_fit[1])}) would fit whole and run faster")

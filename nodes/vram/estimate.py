@@ -26,10 +26,11 @@ from .detect import WAN_LATENTS
 MIB = 1 << 20
 GIB = 1 << 30
 
-# ComfyUI comfy/model_management.py: EXTRA_RESERVED_VRAM (Linux/macOS; Windows 600 MiB, 700 MiB on
-# cards over 15 GiB) and minimum_inference_memory() = 0.8 GiB + that reserve.
+# ComfyUI comfy/model_management.py: EXTRA_RESERVED_VRAM (400 MiB on Linux/macOS; 600 MiB on Windows,
+# 700 MiB there on cards over 15 GiB; --reserve-vram overrides it) and minimum_inference_memory() =
+# 0.8 GiB + that reserve. Inside ComfyUI the guard passes ComfyUI's own figure (comfy.reserved_vram()).
 COMFY_RESERVED = 400 * MIB
-COMFY_INFERENCE_MEMORY = int(0.8 * GIB) + COMFY_RESERVED
+INFERENCE_BASE = int(0.8 * GIB)
 # load_models_gpu keeps at least this much of a partly loaded model on the device.
 LOWVRAM_MIN_WEIGHTS = 128 * MIB
 
@@ -139,9 +140,9 @@ def nominal_weights(profile: str, quant: str = "BF16") -> int:
     return int(WAN_PARAMETERS[profile] * quant_bits(quant) / 8)
 
 
-def _inference_working(activations: float) -> int:
+def _inference_working(activations: float, reserved: int) -> int:
     """ComfyUI's working reserve for a model load: max(minimum inference memory, activations + reserve)."""
-    return int(max(COMFY_INFERENCE_MEMORY, activations + COMFY_RESERVED))
+    return int(max(INFERENCE_BASE + reserved, activations + reserved))
 
 
 def wan_latent_shape(profile_or_vae: str, workload: Workload) -> tuple[int, int, int, int]:
@@ -166,10 +167,10 @@ def sample_activations(dim: int, latent_area: int, *, efficient_attention: bool 
 
 def sample_estimate(profile: str, workload: Workload, *, weights: int | None = None, dim: int | None = None,
                     largest_tensor_params: int | None = None, efficient_attention: bool = True,
-                    dtype_bytes: int = 2) -> StageEstimate:
+                    dtype_bytes: int = 2, reserved: int = COMFY_RESERVED) -> StageEstimate:
     """WAN sampling (KSampler). ``weights``: bytes of the diffusion model(s) resident at once (from the
     file headers; default the profile's bf16 size). ``dim``/``largest_tensor_params`` from the file's
-    architecture (default the profile's)."""
+    architecture (default the profile's). ``reserved``: ComfyUI's extra reserved VRAM in bytes."""
     dim = dim or WAN_DIMS[profile]
     weights = nominal_weights(profile) if weights is None else int(weights)
     largest = (largest_tensor_params or WAN_LARGEST_TENSOR[profile]) * dtype_bytes  # dequantised to compute dtype
@@ -182,14 +183,14 @@ def sample_estimate(profile: str, workload: Workload, *, weights: int | None = N
     attention = f"{dtype_bytes} B x 0.01" if efficient_attention else "0.15"
     basis = (f"latent {frames}x{height}x{width} x batch {batched} x {attention} x dim {dim}/2222 MiB = "
              f"{gb(full_act)} activations (one batch: {gb(lean_act)}) + ComfyUI reserve + weights {gb(weights)}")
-    return StageEstimate("sample", weights, _inference_working(full_act), max(LOWVRAM_MIN_WEIGHTS, largest),
-                         _inference_working(lean_act), basis,
+    return StageEstimate("sample", weights, _inference_working(full_act, reserved),
+                         max(LOWVRAM_MIN_WEIGHTS, largest), _inference_working(lean_act, reserved), basis,
                          "ComfyUI keeps part of the weights in RAM and streams them (slower), "
                          "and samples cond and uncond one after the other")
 
 
-def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = None,
-                        dtype_bytes: int = 2) -> StageEstimate:
+def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = None, dtype_bytes: int = 2,
+                        reserved: int = COMFY_RESERVED) -> StageEstimate:
     """WAN VAE decode (VAEDecode). ``vae``: ``wan2.1-vae``/``wan2.2-vae`` or a WAN profile id."""
     vae = WAN_VAE_OF_PROFILE.get(vae, vae)
     if vae not in WAN_VAE_DECODE_FACTOR:
@@ -202,7 +203,8 @@ def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = N
     tiled = WAN_VAE_DECODE_FACTOR[vae] * min(tile, height) * min(tile, width) * dtype_bytes
     basis = (f"{WAN_VAE_DECODE_FACTOR[vae]} B x latent {height}x{width} x {dtype_bytes} B = {gb(whole)} "
              f"(a {VAE_TILE_PX} px tile: {gb(tiled)}) + ComfyUI reserve + VAE {gb(weights)}")
-    return StageEstimate("vae-decode", weights, _inference_working(whole), weights, _inference_working(tiled), basis,
+    return StageEstimate("vae-decode", weights, _inference_working(whole, reserved), weights,
+                         _inference_working(tiled, reserved), basis,
                          "ComfyUI decodes in tiles after a first out-of-memory (slower)")
 
 

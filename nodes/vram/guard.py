@@ -30,6 +30,7 @@ from typing import Any
 from . import breaker as breakers
 from .advice import sample_advice
 from .estimate import (
+    COMFY_RESERVED,
     STAGES,
     StageEstimate,
     Workload,
@@ -81,6 +82,7 @@ class GuardRequest:
     dtype_bytes: int = 2
     rife_scale: float = 1.0
     upscale_scale: int = 4
+    reserved: int = COMFY_RESERVED  # ComfyUI's extra reserved VRAM, bytes (comfy.reserved_vram())
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -181,7 +183,8 @@ def plan_stage(request: GuardRequest) -> Plan:
         notes.extend(f"not used while sampling, not counted: {model.name} ({model.architecture.label})"
                      for model in ignored)
         estimate = sample_estimate(profile, workload, weights=weights, dim=dim, largest_tensor_params=largest,
-                                   efficient_attention=request.efficient_attention, dtype_bytes=request.dtype_bytes)
+                                   efficient_attention=request.efficient_attention, dtype_bytes=request.dtype_bytes,
+                                   reserved=request.reserved)
         return Plan(estimate, tuple(m.weight_bytes for m in dits + loras), tuple(notes), profile, parameters, quant,
                     dim, largest)
     if request.stage == "vae-decode":
@@ -195,7 +198,8 @@ def plan_stage(request: GuardRequest) -> Plan:
                 raise ValueError("vae-decode: give the WAN VAE file (models/vae) or connect a scene")
             vae, weights = source, None
             notes.append(f"no VAE file given: assumed the {vae} in bf16")
-        estimate = vae_decode_estimate(vae, workload, weights=weights, dtype_bytes=request.dtype_bytes)
+        estimate = vae_decode_estimate(vae, workload, weights=weights, dtype_bytes=request.dtype_bytes,
+                                       reserved=request.reserved)
         return Plan(estimate, tuple(m.weight_bytes for m in vaes), tuple(notes))
     if request.stage == "interpolate":
         weights = sum(model.weight_bytes for model in models) or DEFAULT_RIFE_WEIGHTS
@@ -263,7 +267,8 @@ def decide(request: GuardRequest, plan: Plan, reading: VramReading, *, resident:
                                      parameters=plan.parameters, quant=plan.quant, dim=plan.dim,
                                      largest_tensor_params=plan.largest_tensor_params,
                                      efficient_attention=request.efficient_attention,
-                                     dtype_bytes=request.dtype_bytes, short=fit == FIT_SHORT))
+                                     dtype_bytes=request.dtype_bytes, reserved=request.reserved,
+                                     short=fit == FIT_SHORT))
     elif fit == FIT_SHORT:
         advice = (_stage_advice(request.stage),)
     stage = request.stage

@@ -165,7 +165,8 @@ class GemDirectVRAMGuard:
             estimate_bytes=int(estimate_gb * GIB) if estimate_gb and math.isfinite(estimate_gb) else None,
             profile=_scene_value(scene, "model_profile", None), scene=_scene_value(scene, "id", None),
             efficient_attention=comfy.efficient_attention(device),
-            dtype_bytes=4 if reading.device_type == "cpu" else 2, rife_scale=float(rife_scale))
+            dtype_bytes=4 if reading.device_type == "cpu" else 2, rife_scale=float(rife_scale),
+            reserved=comfy.reserved_vram())
 
         def free_memory(bytes_wanted: int, keep: tuple[Any, ...]):
             comfy.free_cached_models(bytes_wanted, device, keep=keep)
