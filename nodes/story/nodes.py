@@ -202,3 +202,71 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "GemDirectStoryLoader": "Story Loader (gemDirect)",
     "GemDirectSceneSelect": "Scene Select (gemDirect)",
 }
+
+
+# Kept here (not imported from animatic.py) so listing the nodes does not import torch; a test keeps them equal.
+ANIMATIC_MOVES = ("push in", "pull out", "pan left", "pan right", "tilt up", "tilt down", "still")
+ANIMATIC_EASINGS = ("linear", "ease-in", "ease-out", "ease-in-out")
+
+
+class GemDirectAnimatic:
+    """A keyframe turned into a clip with a camera move (engine: animatic.py), to preview timing without a GPU."""
+
+    CATEGORY = "gemDirect/story"
+    FUNCTION = "animate"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The animatic: length frames, each resampled from the keyframe along the camera move.",)
+    DESCRIPTION = ("Moves a camera over the keyframe (push in, pull out, pan, tilt, still) with easing, sub-pixel "
+                   "smooth. With a SCENE, its planned length and size are used: the story's timing, no GPU.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "keyframe": ("IMAGE", {"tooltip": "The still to move over (the first image of a batch is used)."}),
+                "length": ("INT", {
+                    "default": 49, "min": 1, "max": 4097, "step": 4,
+                    "tooltip": "Frames to make (4n+1 like WAN: 49 = 3 s at 16 fps). Ignored when a scene is "
+                    "connected: the scene's planned length is used.",
+                }),
+                "move": (list(ANIMATIC_MOVES), {
+                    "default": "push in",
+                    "tooltip": "The camera move: push in / pull out zoom; pan left/right and tilt up/down travel "
+                    "across the picture; still holds the keyframe.",
+                }),
+                "easing": (list(ANIMATIC_EASINGS), {
+                    "default": "ease-in-out",
+                    "tooltip": "How the move speeds up and slows down: linear (constant speed), ease-in (starts "
+                    "slow), ease-out (ends slow), ease-in-out (both).",
+                }),
+                "amount": ("FLOAT", {
+                    "default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Strength of the move: for push/pull the zoom change (0.15 = 15% closer), for "
+                    "pans/tilts the travel as a fraction of the frame's width/height.",
+                }),
+            },
+            "optional": {
+                "scene": ("SCENE", {
+                    "tooltip": "From Scene Select: take length, width and height from the scene's plan (the "
+                    "keyframe is centre-cropped to the scene's aspect, never stretched).",
+                }),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def animate(self, keyframe, length: int, move: str, easing: str, amount: float,
+                scene: ScenePlan | None = None, unique_id: str | None = None):
+        from .animatic import animatic
+
+        width = height = None
+        if scene is not None:
+            length, width, height = scene.length, scene.width, scene.height
+        progress = comfy.Progress(int(length), node_id=unique_id)
+        frames = animatic(keyframe, int(length), move, easing, amount, width=width, height=height,
+                          on_chunk=lambda done, _total: progress.set(done))
+        return (frames.to(comfy.intermediate_device()),)
+
+
+NODE_CLASS_MAPPINGS["GemDirectAnimatic"] = GemDirectAnimatic
+NODE_DISPLAY_NAME_MAPPINGS["GemDirectAnimatic"] = "Animatic (gemDirect)"
