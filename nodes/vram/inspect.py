@@ -39,7 +39,6 @@ SAFETENSORS_DTYPE_BITS = {
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64,
     "I64": 64, "U64": 64,
 }
-FLOAT_TYPES = {"F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2"}
 
 
 class ModelFileError(ValueError):
