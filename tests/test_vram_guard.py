@@ -24,10 +24,17 @@ def reading(free_gb, total_gb, cached_gb=0.0, loaded=()):
                              cached=int(cached_gb * GIB), loaded=tuple(loaded))
 
 
-# A stage needing 12 GB at full speed (8 GB weights + 4 GB working) and 3.2 GB at least.
-PLAN = guard.Plan(estimate.StageEstimate("sample", weights=8 * GIB, working=4 * GIB,
-                                         minimum_weights=int(0.2 * GIB), minimum_working=3 * GIB,
-                                         basis="test", partial_note="weights streamed from RAM"))
+def plan(full_gb, minimum_gb):
+    """A stage needing ``full_gb`` at full speed (2/3 of it weights) and ``minimum_gb`` at least."""
+    weights = int(full_gb * GIB * 2 / 3)
+    minimum_weights = min(int(0.2 * GIB), int(minimum_gb * GIB) // 2)
+    return guard.Plan(estimate.StageEstimate("sample", weights=weights, working=int(full_gb * GIB) - weights,
+                                             minimum_weights=minimum_weights,
+                                             minimum_working=int(minimum_gb * GIB) - minimum_weights,
+                                             basis="test", partial_note="weights streamed from RAM"))
+
+
+PLAN = plan(12, 3.2)
 REQUEST = {policy: guard.GuardRequest("sample", policy) for policy in guard.POLICIES}
 
 
@@ -42,35 +49,45 @@ class Freer:
         return reading(self.after, self.total)
 
 
-# free, total, cached, policy, free after unloading (None: nothing to unload), action, fit, short by (GB)
+# free, total, cached (GB), estimate (full, minimum GB), policy, free after unloading (None: nothing
+# unloaded), then the expected action, fit and shortfall (GB).
 CASES = [
-    (16, 24, 0, "block", None, "pass", "full", 0),
-    (10, 12, 0, "block", None, "pass", "partial", 0),
-    (10, 12, 0, "warn", None, "pass", "partial", 0),
-    (2, 12, 0, "block", None, "block", "short", 1.2),
-    (2, 12, 0, "warn", None, "warn", "short", 1.2),
-    (2, 12, 0, "free-then-block", None, "block", "short", 1.2),  # nothing cached: nothing to free
-    (4, 16, 9, "block", None, "pass", "full", 0),  # ComfyUI will unload the 9 GB itself: predicted
-    (4, 16, 9, "free-then-block", 13, "pass-after-free", "full", 0),  # unloaded and measured
-    (4, 16, 9, "free-then-block", 6, "pass-after-free", "partial", 0),
-    (2, 16, 9, "free-then-block", 3, "block", "short", 0.2),  # a model in use would not unload
-    (2, 16, 9, "warn", None, "pass", "partial", 0),  # 2 free + 9 cached: predicted, nothing unloaded
-    (3.2, 8, 0, "block", None, "pass", "partial", 0),  # exactly the minimum
-    (3.19, 8, 0, "block", None, "block", "short", 0.01),
+    (16, 24, 0, (12, 3.2), "block", None, "pass", "full", 0),
+    (10, 12, 0, (12, 3.2), "block", None, "pass", "partial", 0),
+    (10, 12, 0, (12, 3.2), "warn", None, "pass", "partial", 0),
+    (2, 12, 0, (12, 3.2), "block", None, "block", "short", 1.2),
+    (2, 12, 0, (12, 3.2), "warn", None, "warn", "short", 1.2),
+    (2, 12, 0, (12, 3.2), "free-then-block", None, "block", "short", 1.2),  # nothing cached: nothing to free
+    (4, 16, 9, (12, 3.2), "block", None, "pass", "full", 0),  # ComfyUI will unload the 9 GB itself: predicted
+    (4, 16, 9, (12, 3.2), "free-then-block", 13, "pass-after-free", "full", 0),  # unloaded and measured
+    (4, 16, 9, (12, 3.2), "free-then-block", 6, "pass-after-free", "partial", 0),
+    (2, 16, 9, (12, 3.2), "free-then-block", 3, "block", "short", 0.2),  # a model in use would not unload
+    (2, 16, 9, (12, 3.2), "warn", None, "pass", "partial", 0),  # 2 free + 9 cached: predicted, nothing unloaded
+    (3.2, 8, 0, (12, 3.2), "block", None, "pass", "partial", 0),  # exactly the minimum
+    (3.19, 8, 0, (12, 3.2), "block", None, "block", "short", 0.01),
+    (5, 8, 0, (6, 6), "block", None, "block", "short", 1),  # a stated need: minimum = full
+    (7, 8, 0, (6, 6), "free-then-block", None, "pass", "full", 0),
+    (5, 8, 2, (6, 6), "free-then-block", 7, "pass-after-free", "full", 0),
+    (5, 8, 2, (6, 6), "free-then-block", 5.5, "block", "short", 0.5),
+    (0.5, 24, 0, (1.5, 1.5), "warn", None, "warn", "short", 1),
+    (22, 24, 0, (40, 14), "block", None, "pass", "partial", 0),  # Cinematic-sized on a 24 GB card
+    (10, 12, 0, (40, 14), "free-then-block", None, "block", "short", 4),
 ]
 
 
-@pytest.mark.parametrize(("free", "total", "cached", "policy", "after", "action", "fit", "short"), CASES)
-def test_decision_table(free, total, cached, policy, after, action, fit, short):
+@pytest.mark.parametrize(("free", "total", "cached", "need", "policy", "after", "action", "fit", "short"), CASES)
+def test_decision_table(free, total, cached, need, policy, after, action, fit, short):
+    stage = plan(*need)
     freer = Freer(after, total) if after is not None else Freer(free, total)
-    decision = guard.decide(REQUEST[policy], PLAN, reading(free, total, cached), free_memory=freer)
+    decision = guard.decide(REQUEST[policy], stage, reading(free, total, cached), free_memory=freer)
     assert (decision.action, decision.fit) == (action, fit)
     assert decision.short_by == pytest.approx(short * GIB, abs=2)
     assert bool(freer.calls) == (after is not None)
     if freer.calls:
-        assert freer.calls[0][0] == 12 * GIB  # asks ComfyUI for the full need
+        assert freer.calls[0][0] == stage.estimate.full  # asks ComfyUI for the full need
     assert decision.stops == (action == "block")
-    assert decision.need_full == 12 * GIB and decision.need_minimum == int(3.2 * GIB)
+    assert decision.need_full == stage.estimate.full and decision.need_minimum == stage.estimate.minimum
+    assert decision.total == int(total * GIB) and decision.free_before == int(free * GIB)
 
 
 def test_short_message_says_what_is_short_by_how_much():
