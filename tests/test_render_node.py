@@ -66,3 +66,22 @@ def test_validate_inputs_names_the_bad_choice(pack):
                                                           rife_connected=False, upscale="off", factor=2,
                                                           long_side=1, width=1, height=1, on_missing="maybe",
                                                           audio="auto", crf=19)
+
+
+def test_after_the_last_scene_waits_for_every_scene_then_renders(pack, comfy_home):
+    """In a per-scene workflow the render node runs on every prompt; it makes the film once, at the end."""
+    from render_helpers import save_scene
+
+    path = write_story(comfy_home / "input" / "gemdirect" / "wait", story_dict(("a", "b", "c")))
+    loaded = load(path)
+    run = start_run(path)
+    node = _node(pack)
+    for scene, still_missing in zip(loaded.plan.scenes[:2], ("scene(s) b, c", "scene(s) c"), strict=True):
+        save_scene(run, scene)
+        out = node.render(run, interpolation="off", upscale="off", when="after the last scene")
+        assert out["result"][1] == "" and still_missing in out["result"][2]
+        assert not any(name.endswith(".mp4") for name in os.listdir(run.final_dir))
+    save_scene(run, loaded.plan.scenes[2])
+    out = node.render(run, interpolation="off", upscale="off", when="after the last scene")
+    assert os.path.isfile(out["result"][1])
+    assert video.probe_video(out["result"][1]).frames == sum(s.length for s in loaded.plan.scenes)

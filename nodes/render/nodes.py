@@ -15,6 +15,9 @@ INTERPOLATION_CHOICES = (FROM_STORY, "off", "target fps")
 UPSCALE_CHOICES = (FROM_STORY, "off", "factor", "long side", "exact")
 ON_MISSING = {"render what exists": "skip", "stop": "stop"}
 AUDIO_CHOICES = ("auto", "off")
+WHEN_NOW = "now"
+WHEN_LAST = "after the last scene"
+WHEN_CHOICES = (WHEN_NOW, WHEN_LAST)
 
 
 def render_settings(story_post: Any, *, interpolation: str, target_fps: float, rife_connected: bool, upscale: str,
@@ -111,6 +114,12 @@ class GemDirectStoryRender:
                 "crf": ("INT", {"default": 19, "min": 0, "max": 51, "step": 1,
                                 "tooltip": "x264 quality of the film: 0 lossless, 19 visually clean, higher is "
                                 "smaller."}),
+                "when": (list(WHEN_CHOICES), {
+                    "default": WHEN_NOW,
+                    "tooltip": "now: render on every prompt. after the last scene: in a per-scene workflow, "
+                    "skip (saying which scenes are still missing) until every scene of the run is rendered, so "
+                    "the film is made once, by the prompt that saves the last scene.",
+                }),
             },
             "optional": {
                 "story": ("STORY", {"tooltip": "From Story Loader: render from this story file as it is now. "
@@ -130,22 +139,30 @@ class GemDirectStoryRender:
 
     @classmethod
     def VALIDATE_INPUTS(cls, interpolation=FROM_STORY, upscale=FROM_STORY, on_missing="render what exists",
-                        audio_mode="auto", **_inputs):
+                        audio_mode="auto", when=WHEN_NOW, **_inputs):
         for name, value, choices in (("interpolation", interpolation, INTERPOLATION_CHOICES),
                                      ("upscale", upscale, UPSCALE_CHOICES), ("on_missing", on_missing, ON_MISSING),
-                                     ("audio_mode", audio_mode, AUDIO_CHOICES)):
+                                     ("audio_mode", audio_mode, AUDIO_CHOICES), ("when", when, WHEN_CHOICES)):
             if value not in choices:
                 return f"{name} '{value}' is not one of {', '.join(choices)}"
         return True
 
     def render(self, run: Any, interpolation: str = FROM_STORY, target_fps: float = 24.0, upscale: str = FROM_STORY,
                factor: float = 2.0, long_side: int = 1920, width: int = 1920, height: int = 1080,
-               on_missing: str = "render what exists", audio_mode: str = "auto", crf: int = 19, story: Any = None,
-               rife_model: Any = None, upscale_model: Any = None, audio: dict | None = None, unique_id=None,
-               prompt=None):
+               on_missing: str = "render what exists", audio_mode: str = "auto", crf: int = 19, when: str = WHEN_NOW,
+               story: Any = None, rife_model: Any = None, upscale_model: Any = None, audio: dict | None = None,
+               unique_id=None, prompt=None):
         from ..chain.save import preview_entry
+        from ..run.ledger import run_status
         from .engine import current_story, render_story
 
+        if when == WHEN_LAST:
+            waiting = run_status(run).pending
+            if waiting:
+                report = (f"Story Render waits: scene(s) {', '.join(waiting)} of run {run.run_id} are not rendered "
+                          "yet; the film is made by the prompt that saves the last of them.")
+                log.info("[gemDirect] %s", report)
+                return {"ui": {}, "result": (run, "", report)}
         loaded = current_story(run, story)
         settings = render_settings(loaded.plan.post, interpolation=interpolation, target_fps=target_fps,
                                    rife_connected=rife_model is not None, upscale=upscale, factor=factor,
