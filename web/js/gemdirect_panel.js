@@ -1,0 +1,135 @@
+// gemDirect's Story panel in ComfyUI: a sidebar tab (or a floating panel where the sidebar API is
+// missing), the panel's settings, and the bridge from the panel to ComfyUI's graph, queue and events.
+// Served by ComfyUI at /extensions/<pack>/js/gemdirect_panel.js, hence the three levels up.
+
+import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { SETTINGS, StoryPanel } from "./panel/panel.js";
+
+const SCENE_SELECT = "GemDirectSceneSelect";
+const STORY_RENDER = "GemDirectStoryRender";
+const MODE_NEVER = 2; // LiteGraph's "muted": the node and what only it needs do not run
+
+function setting(id, fallback) {
+  try {
+    const value = app.extensionManager && app.extensionManager.setting
+      ? app.extensionManager.setting.get(id)
+      : app.ui.settings.getSettingValue(id);
+    return value === undefined || value === null ? fallback : value;
+  } catch {
+    return fallback;
+  }
+}
+
+const nodesOfType = (type) => (app.graph ? app.graph._nodes || app.graph.nodes || [] : []).filter((n) => n.type === type);
+
+// Prompt ids queued by the last Generate, so Cancel removes only ours from ComfyUI's queue.
+let queuedIds = [];
+
+/** Queue the open workflow once per scene (SceneSelect's scene_index = 1..N), then once with the
+ * render nodes on, if the workflow has any (muted while the scenes are queued). */
+async function generate({ scenes, onQueued, isCancelled }) {
+  const selects = nodesOfType(SCENE_SELECT);
+  if (!selects.length) throw new Error(`the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows`);
+  const widgets = selects.map((node) => node.widgets.find((w) => w.name === "scene_index"));
+  const controls = selects.map((node) => node.widgets.find((w) => w.name === "control_after_generate"));
+  const saved = { index: widgets.map((w) => w.value), control: controls.map((w) => w && w.value) };
+  const renders = nodesOfType(STORY_RENDER);
+  const renderModes = renders.map((n) => n.mode);
+  queuedIds = [];
+  const queue = async () => {
+    const prompt = await app.graphToPrompt();
+    const result = await api.queuePrompt(0, prompt);
+    if (result && result.prompt_id) queuedIds.push(result.prompt_id);
+  };
+  try {
+    controls.forEach((w) => { if (w) w.value = "fixed"; });
+    renders.forEach((n) => { n.mode = MODE_NEVER; });
+    for (let i = 0; i < scenes.length; i++) {
+      if (isCancelled()) return { queued: i, rendered: false, message: `Cancelled after ${i} scene(s)` };
+      widgets.forEach((w) => { w.value = i + 1; });
+      await queue();
+      onQueued(i + 1, scenes[i]);
+    }
+    renders.forEach((n, k) => { n.mode = renderModes[k]; });
+    if (renders.length && !isCancelled()) {
+      await queue(); // the scenes are cached by ComfyUI: this prompt only renders the film
+      return { queued: scenes.length, rendered: true, message: `Queued ${scenes.length} scenes and the render` };
+    }
+    return { queued: scenes.length, rendered: false, message: `Queued ${scenes.length} scenes` };
+  } finally {
+    renders.forEach((n, k) => { n.mode = renderModes[k]; });
+    widgets.forEach((w, k) => { w.value = saved.index[k]; });
+    controls.forEach((w, k) => { if (w) w.value = saved.control[k]; });
+    app.graph.setDirtyCanvas(true, true);
+  }
+}
+
+async function cancel() {
+  const ids = queuedIds;
+  queuedIds = [];
+  for (const id of ids) await api.deleteItem("queue", id); // pending ones; a finished id is ignored
+  const queue = await api.getQueue();
+  const running = (queue.Running || []).some((item) => ids.includes(item.prompt ? item.prompt[1] : item.id));
+  if (running) await api.interrupt();
+}
+
+function host() {
+  return {
+    fetchApi: (path, init) => api.fetchApi(path, init),
+    apiURL: (path) => api.apiURL(path),
+    onEvent: (type, handler) => api.addEventListener(type, (event) => handler(event.detail)),
+    setting,
+    generate,
+    cancel,
+  };
+}
+
+let panel = null;
+async function mount(element) {
+  if (panel && panel.root === element) return;
+  if (panel) panel.stop();
+  panel = new StoryPanel(element, host());
+  await panel.start();
+}
+
+function floatingPanel() {
+  const box = document.createElement("div");
+  box.className = "gd-floating";
+  const toggle = document.createElement("button");
+  toggle.textContent = "Story";
+  Object.assign(toggle.style, { position: "fixed", right: "12px", bottom: "12px", zIndex: 1001 });
+  toggle.onclick = () => {
+    if (box.isConnected) return box.remove();
+    document.body.append(box);
+    mount(box);
+  };
+  document.body.append(toggle);
+}
+
+app.registerExtension({
+  name: "gemdirect.panel",
+  settings: [
+    { id: SETTINGS.autoRefresh, category: ["gemDirect", "Panel", "Auto refresh"], name: "Auto refresh (seconds, 0 = off)",
+      tooltip: "How often the Story panel re-reads health and the open run besides live events.", type: "number",
+      defaultValue: 5, attrs: { min: 0, max: 300, step: 1 } },
+    { id: SETTINGS.pxPerSecond, category: ["gemDirect", "Panel", "Card scale"], name: "Timeline pixels per second",
+      tooltip: "Card width per second of scene.", type: "slider", defaultValue: 56, attrs: { min: 20, max: 160, step: 4 } },
+    { id: SETTINGS.assistantUrl, category: ["gemDirect", "Assistant", "Endpoint"], name: "Story assistant endpoint (optional)",
+      tooltip: "An OpenAI-compatible base URL, e.g. http://127.0.0.1:1234/v1. Empty: local heuristics only.",
+      type: "text", defaultValue: "" },
+    { id: SETTINGS.assistantModel, category: ["gemDirect", "Assistant", "Model"], name: "Story assistant model",
+      tooltip: "Model name sent to the endpoint.", type: "text", defaultValue: "" },
+  ],
+  async setup() {
+    const manager = app.extensionManager;
+    if (manager && typeof manager.registerSidebarTab === "function") {
+      manager.registerSidebarTab({
+        id: "gemdirect-story", icon: "pi pi-video", title: "Story", tooltip: "gemDirect: the story's timeline",
+        type: "custom", render: (element) => { mount(element); },
+      });
+    } else {
+      floatingPanel(); // older frontends: no sidebar API
+    }
+  },
+});
