@@ -10,7 +10,11 @@ import textwrap
 
 from conftest import PACK_NAME, REPO_ROOT
 
-EXPECTED_NODES = {"GemDirectStoryLoader", "GemDirectSceneSelect"}
+EXPECTED_NODES = {
+    "GemDirectStoryLoader", "GemDirectSceneSelect", "GemDirectAnimatic", "GemDirectRun", "GemDirectTelemetryWriter",
+    "GemDirectChainStart", "GemDirectSceneSave", "GemDirectColorMatch", "GemDirectModelInfo", "GemDirectVRAMGuard",
+    "GemDirectRIFELoader", "GemDirectInterpolate", "GemDirectUpscale", "GemDirectStoryRender",
+}
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
