@@ -65,6 +65,13 @@ async function generate({ scenes, onQueued, isCancelled }) {
   }
 }
 
+function readiness() {
+  if (!nodesOfType(SCENE_SELECT).length) {
+    return { ready: false, reason: "the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows" };
+  }
+  return { ready: true, reason: "" };
+}
+
 async function cancel() {
   const ids = queuedIds;
   queuedIds = [];
@@ -82,6 +89,7 @@ function host() {
     setting,
     generate,
     cancel,
+    readiness,
   };
 }
 
@@ -91,6 +99,7 @@ async function mount(element) {
   if (panel) panel.stop();
   panel = new StoryPanel(element, host());
   await panel.start();
+  api.addEventListener("graphChanged", () => panel && panel.renderActions());
 }
 
 function floatingPanel() {

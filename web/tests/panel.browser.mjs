@@ -144,6 +144,8 @@ test("Generate queues every scene when healthy and is off, with the reason, when
   assert.match(await page.textContent(".gd-reason"), /Generate is off: circuit breaker open/);
   assert.equal(await page.locator('.gd-chip[data-level="bad"]').textContent(), "breaker: circuit-open");
   await page.screenshot({ path: join(output, "panel-unhealthy.png") });
+  await page.evaluate(() => window.__emit("status", { exec_info: { queue_remaining: 0 } }));
+  assert.equal(await page.locator('.gd-card[data-scene="dusk"] .gd-badge').textContent(), "pending");
 });
 
 test("Suggest proposes a prompt; Accept saves it with its source in the story", async () => {

@@ -9,6 +9,7 @@
 //   host.setting(id, fallback) -> value                ComfyUI settings
 //   host.generate?({scenes, onQueued, isCancelled}) -> Promise<{queued, rendered, message}>
 //   host.cancel?() -> Promise                          stop what Generate queued
+//   host.readiness?() -> {ready, reason}               whether the open workflow can be generated
 //   host.download?(filename, text, type)               save a file (default: a temporary <a download>)
 
 import { storyEdl } from "../lib/edl.js";
@@ -128,6 +129,15 @@ export class StoryPanel {
     this.build();
     this.host.onEvent("gemdirect.scene", (detail) => this.onSceneEvent(detail));
     this.host.onEvent("gemdirect.run", (detail) => this.onRunEvent(detail));
+    // core's queue status: once ComfyUI's queue is empty nothing is "queued" any more (a workflow
+    // without Scene Save sends no gemdirect.scene events to move the badge on)
+    this.host.onEvent("status", (detail) => {
+      const remaining = detail && detail.exec_info ? detail.exec_info.queue_remaining : undefined;
+      if (remaining !== 0) return;
+      const before = Object.keys(this.live).length;
+      this.live = Object.fromEntries(Object.entries(this.live).filter(([, s]) => s.state !== "queued"));
+      if (Object.keys(this.live).length !== before) this.renderTimeline();
+    });
     await Promise.all([this.loadStories(), this.loadHealth()]);
     this.schedule();
   }
@@ -483,7 +493,9 @@ export class StoryPanel {
   }
 
   renderActions() {
-    const gate = generateGate(this.health);
+    let gate = generateGate(this.health);
+    const graph = this.host.readiness ? this.host.readiness() : null; // e.g. no Scene Select in the workflow
+    if (gate.enabled && graph && !graph.ready) gate = { enabled: false, reason: `Generate is off: ${graph.reason}` };
     const blocked = !gate.enabled || !this.storyDoc || !this.host.generate;
     this.els.generate.disabled = blocked || this.generating;
     this.els.generate.title = !this.host.generate ? "Generate needs ComfyUI's graph" : gate.reason || "Queue every scene of the story";
