@@ -154,6 +154,7 @@ export class StoryPanel {
 
   /** Re-read health, the open story and its runs (all: the story list too). Live states are kept. */
   async refresh(all = true) {
+    if (all) this.clearError();
     await Promise.all([this.loadHealth(), all ? this.loadStories(this.storyDoc && this.storyDoc.name) : null]);
     if (!this.storyDoc) return;
     if (all) {
