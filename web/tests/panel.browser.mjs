@@ -161,3 +161,14 @@ test("Suggest proposes a prompt; Accept saves it with its source in the story", 
   assert.equal(disk.assistant.accepted[0].source, "gemdirect.heuristic/1");
   await page.screenshot({ path: join(output, "panel-suggest.png") });
 });
+
+test("Export EDL downloads one event per scene in the current order", async () => {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=Export EDL")]);
+  assert.equal(download.suggestedFilename(), "lighthouse.edl");
+  const lines = readFileSync(await download.path(), "utf8").split("\n");
+  assert.equal(lines[0], "TITLE: Edited elsewhere");
+  // dusk (57 f), dawn (49 f), noon (49 f) at 16 fps from 01:00:00:00
+  assert.equal(lines[3], "001  AX       V     C        00:00:00:00 00:00:03:09 01:00:00:00 01:00:03:09");
+  assert.equal(lines[4], "* FROM CLIP NAME: dusk.mp4");
+  assert.equal(lines[11], "003  AX       V     C        00:00:00:00 00:00:03:01 01:00:06:10 01:00:09:11");
+});
