@@ -243,5 +243,8 @@ def register(server: Any) -> None:
 
     ComfyUI's ``add_routes`` runs after custom nodes load and adds each of them again under ``/api``.
     """
+    from .panel.routes import add_panel_routes
+
     for method, path, handler in ROUTES:
         server.routes.route(method, path)(handler)
+    add_panel_routes(server.routes)  # the timeline panel's story/run/export API

@@ -4,6 +4,7 @@ route; ComfyUI's queue and history read through the door; route registration at 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -223,7 +224,10 @@ def _start(routes_expr: str) -> subprocess.CompletedProcess:
 def test_the_pack_registers_its_routes_when_comfyuis_server_is_there():
     result = _start("web.RouteTableDef()")
     assert result.returncode == 0, result.stderr
-    assert "ROUTES ['/gemdirect/breaker/reset', '/gemdirect/health']" in result.stdout
+    routes_line = next(line for line in result.stdout.splitlines() if line.startswith("ROUTES "))
+    for path in ("/gemdirect/health", "/gemdirect/breaker/reset", "/gemdirect/stories", "/gemdirect/story",
+                 "/gemdirect/runs", "/gemdirect/export", "/gemdirect/import"):
+        assert f"'{path}'" in routes_line, routes_line
     assert "NODES True" in result.stdout
 
 
@@ -234,3 +238,11 @@ def test_a_failing_registration_logs_one_line_and_start_up_goes_on():
     lines = [line for line in result.stderr.splitlines() if "HTTP routes not registered" in line]
     assert len(lines) == 1, result.stderr
     assert "AttributeError" in lines[0]
+
+
+def test_register_serves_the_panel_routes_on_both_paths(comfy_home):
+    """What ComfyUI calls at start-up also brings the timeline panel's API, under /gemdirect and /api/gemdirect."""
+    for path in ("/gemdirect/stories", "/api/gemdirect/stories"):
+        status, body = call("GET", path)
+        assert status == 200, body
+        assert "demo/story.json" in json.dumps(body)
