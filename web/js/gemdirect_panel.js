@@ -8,7 +8,7 @@ import { SETTINGS, StoryPanel } from "./panel/panel.js";
 
 const SCENE_SELECT = "GemDirectSceneSelect";
 const STORY_RENDER = "GemDirectStoryRender";
-const MODE_NEVER = 2; // LiteGraph's "muted": the node and what only it needs do not run
+const RENDER_AFTER_LAST = "after the last scene"; // Story Render's `when` choice (nodes/render/nodes.py)
 
 function setting(id, fallback) {
   try {
@@ -26,16 +26,18 @@ const nodesOfType = (type) => (app.graph ? app.graph._nodes || app.graph.nodes |
 // Prompt ids queued by the last Generate, so Cancel removes only ours from ComfyUI's queue.
 let queuedIds = [];
 
-/** Queue the open workflow once per scene (SceneSelect's scene_index = 1..N), then once with the
- * render nodes on, if the workflow has any (muted while the scenes are queued). */
+/** Queue the open workflow once per scene (SceneSelect's scene_index = 1..N). Story Render nodes are
+ * switched to "after the last scene" while queueing, so the film is made by the last scene's prompt:
+ * an extra render-only prompt would run the whole graph again (Run re-executes on every prompt, so
+ * nothing downstream of it comes from ComfyUI's cache). */
 async function generate({ scenes, onQueued, isCancelled }) {
   const selects = nodesOfType(SCENE_SELECT);
   if (!selects.length) throw new Error(`the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows`);
   const widgets = selects.map((node) => node.widgets.find((w) => w.name === "scene_index"));
   const controls = selects.map((node) => node.widgets.find((w) => w.name === "control_after_generate"));
   const saved = { index: widgets.map((w) => w.value), control: controls.map((w) => w && w.value) };
-  const renders = nodesOfType(STORY_RENDER);
-  const renderModes = renders.map((n) => n.mode);
+  const whens = nodesOfType(STORY_RENDER).map((node) => node.widgets.find((w) => w.name === "when")).filter(Boolean);
+  const savedWhen = whens.map((w) => w.value);
   queuedIds = [];
   const queue = async () => {
     const prompt = await app.graphToPrompt();
@@ -44,21 +46,19 @@ async function generate({ scenes, onQueued, isCancelled }) {
   };
   try {
     controls.forEach((w) => { if (w) w.value = "fixed"; });
-    renders.forEach((n) => { n.mode = MODE_NEVER; });
+    whens.forEach((w) => { w.value = RENDER_AFTER_LAST; });
     for (let i = 0; i < scenes.length; i++) {
       if (isCancelled()) return { queued: i, rendered: false, message: `Cancelled after ${i} scene(s)` };
       widgets.forEach((w) => { w.value = i + 1; });
       await queue();
       onQueued(i + 1, scenes[i]);
     }
-    renders.forEach((n, k) => { n.mode = renderModes[k]; });
-    if (renders.length && !isCancelled()) {
-      await queue(); // the scenes are cached by ComfyUI: this prompt only renders the film
-      return { queued: scenes.length, rendered: true, message: `Queued ${scenes.length} scenes and the render` };
-    }
-    return { queued: scenes.length, rendered: false, message: `Queued ${scenes.length} scenes` };
+    const rendered = whens.length > 0;
+    const message = rendered ? `Queued ${scenes.length} scenes; the last one also renders the film`
+      : `Queued ${scenes.length} scenes`;
+    return { queued: scenes.length, rendered, message };
   } finally {
-    renders.forEach((n, k) => { n.mode = renderModes[k]; });
+    whens.forEach((w, k) => { w.value = savedWhen[k]; });
     widgets.forEach((w, k) => { w.value = saved.index[k]; });
     controls.forEach((w, k) => { if (w) w.value = saved.control[k]; });
     app.graph.setDirtyCanvas(true, true);
