@@ -78,3 +78,16 @@ def test_scores_are_symmetric_and_accept_torch_uint8_and_batches_of_one():
 def test_frames_of_different_sizes_are_refused_with_both_sizes_named():
     with pytest.raises(ValueError, match="64x48 vs 32x48"):
         bookend.pixel_score(_photo_like(), _photo_like(width=32))
+
+
+def test_one_ssim_serves_bookends_and_cut_detection():
+    """The bookend SSIM and the interpolator's cut/duplicate SSIM are the same measure (nodes/metrics.py)."""
+    metrics = pack_module("nodes.metrics")
+    timing = pack_module("nodes.interpolate.timing")
+    rng = np.random.default_rng(3)
+    a = rng.random((32, 32))
+    assert timing.ssim is metrics.ssim
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    assert metrics.ssim(a, 1.0 - a) < 0.0
+    with pytest.raises(ValueError, match="one size"):
+        metrics.ssim(a, a[:16])

@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import ssim as structural_similarity
 from ..run.records import bookend_similarity, bookend_status
 from ..video.convert import to_uint8
 
 PIXEL_METHOD = "pixel"
-SSIM_WINDOW = 11
-SSIM_SIGMA = 1.5
-SSIM_K1, SSIM_K2 = 0.01, 0.03
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
@@ -53,32 +51,10 @@ def pixel_score(a: Any, b: Any) -> float:
     return float(100.0 - np.mean(np.abs(first - second)) * 100.0)
 
 
-def _gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    kernel = np.exp(-(x**2) / (2 * sigma**2))
-    return kernel / kernel.sum()
-
-
-def _blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Separable Gaussian blur of [H,W] with reflected borders (same size out)."""
-    radius = len(kernel) // 2
-    padded = np.pad(image, radius, mode="reflect") if min(image.shape) > radius else np.pad(image, radius, "edge")
-    rows = sum(weight * padded[:, i : i + image.shape[1]] for i, weight in enumerate(kernel))
-    return sum(weight * rows[i : i + image.shape[0], :] for i, weight in enumerate(kernel))
-
-
 def ssim(a: Any, b: Any) -> float:
     """Mean structural similarity of the luma of two frames, -1..1 (1 = identical)."""
     first, second = _pair(a, b)
-    x, y = first @ LUMA, second @ LUMA
-    kernel = _gaussian_kernel()
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-    mu_x, mu_y = _blur(x, kernel), _blur(y, kernel)
-    var_x = _blur(x * x, kernel) - mu_x**2
-    var_y = _blur(y * y, kernel) - mu_y**2
-    cov = _blur(x * y, kernel) - mu_x * mu_y
-    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return float(np.mean(index))
+    return structural_similarity(first @ LUMA, second @ LUMA)
 
 
 @dataclass(frozen=True)

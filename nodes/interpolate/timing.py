@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..metrics import ssim
 from ..timebase import parse_fps
 
 # Duplicates as in Practical-RIFE's video script: SSIM above 0.996. Cuts: SSIM after motion
@@ -99,23 +100,6 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
     if factor > 1:
         grey = cv2.resize(grey, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     return grey
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean structural similarity of two grey thumbnails (Gaussian window, sigma 1.5, data range 1)."""
-    import cv2
-
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a * mu_a
-    var_b = blur(b * b) - mu_b * mu_b
-    cov = blur(a * b) - mu_a * mu_b
-    score = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(score.mean())
 
 
 def compensated_ssim(a: np.ndarray, b: np.ndarray) -> float:
