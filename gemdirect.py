@@ -67,35 +67,17 @@ def _small_demo_story(home: Path) -> str:
     return f"{SMALL_DEMO}/story.json"
 
 
-def _node_inputs(node_class, section: str) -> dict:
-    return node_class.INPUT_TYPES().get(section) or {}
+# The camera moves the demo's prompts ask for ("slow push in", "gentle pan right", "slow pull out").
+DEMO_MOVES = {"dawn": "push in", "noon": "pan right", "dusk": "pull out"}
 
 
-def _animate(nodes: dict, start_image, end_image, scene, outputs: dict):
-    """The scene's clip from its start image: GemDirectAnimatic (a camera move over the keyframe) when the
-    pack has it, else the start image held still for the scene's length (said on the console)."""
-    animatic = nodes.get("GemDirectAnimatic")
-    if animatic is None:
-        print(f"  (the Animatic node is not in this pack yet: scene '{scene.id}' holds its start image still)")
-        return start_image.repeat(outputs["length"], 1, 1, 1)
-    values = {}
-    images = [start_image, end_image]
-    for section in ("required", "optional"):
-        for name, spec in _node_inputs(animatic, section).items():
-            kind = spec[0]
-            if kind == "IMAGE" and images:
-                values[name] = images.pop(0)
-            elif kind == "SCENE":
-                values[name] = scene
-            elif name in outputs and not isinstance(kind, list) and kind in ("INT", "FLOAT"):
-                values[name] = outputs[name]
-            elif section == "required" and isinstance(kind, list):
-                values[name] = (spec[1] or {}).get("default", kind[0]) if len(spec) > 1 else kind[0]
-            elif section == "required" and len(spec) > 1 and "default" in spec[1]:
-                values[name] = spec[1]["default"]
-    result = getattr(animatic(), animatic.FUNCTION)(**values)
-    result = result["result"] if isinstance(result, dict) else result
-    return next(value for value, kind in zip(result, animatic.RETURN_TYPES, strict=False) if kind == "IMAGE")
+def _animate(nodes: dict, start_image, end_image, scene):
+    """The scene's clip as an animatic of an FLF2V scene: from where the film is (start image) into the
+    scene's keyframe (end image), under a camera move."""
+    (frames,) = nodes["GemDirectAnimatic"]().animate(
+        keyframe=start_image, length=scene.length, move=DEMO_MOVES.get(scene.id, "push in"), easing="ease-in-out",
+        amount=0.12, scene=scene, end_image=end_image)
+    return frames
 
 
 def _load_upscale_model(path: str):
@@ -144,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scene = outputs["scene"]
         run, _run_dir = nodes["GemDirectRun"]().start(story, scene, "new" if index == 1 else "auto")
         start_image, end_image, source = nodes["GemDirectChainStart"]().start(run, scene)
-        frames = _animate(nodes, start_image, end_image, scene, outputs)
+        frames = _animate(nodes, start_image, end_image, scene)
         nodes["GemDirectSceneSave"]().save(frames, scene, run)
         print(f"scene {index}/{count} '{scene.id}': {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} "
               f"at {outputs['fps']:g} fps, started from {source}")

@@ -160,3 +160,21 @@ def test_node_takes_length_and_size_from_the_scene_plan(comfy_home):
     assert frames.shape == (scene.length, scene.height, scene.width, 3) == (33, 96, 128, 3)
     (alone,) = node.animate(keyframe, 9, "push in", "linear", 0.1)
     assert alone.shape == (9, 96, 128, 3) and alone.dtype == torch.float32
+
+
+def test_end_image_dissolves_from_the_start_into_it_under_the_same_camera():
+    """An FLF2V animatic: first frame the start image alone, last frame the end image alone, eased between."""
+    start = torch.zeros(48, 64, 3)
+    start[..., 0] = 1.0  # red
+    end = torch.zeros(48, 64, 3)
+    end[..., 2] = 1.0  # blue
+    frames = animatic.animatic(start, 9, "push in", "linear", 0.1, end_image=end)
+    assert frames.shape == (9, 48, 64, 3)
+    red, blue = frames[..., 0].mean(dim=(1, 2)), frames[..., 2].mean(dim=(1, 2))
+    assert torch.allclose(red[0], torch.tensor(1.0), atol=1e-4) and blue[0] < 1e-4
+    assert torch.allclose(blue[-1], torch.tensor(1.0), atol=1e-4) and red[-1] < 1e-4
+    assert torch.allclose(blue, torch.linspace(0, 1, 9), atol=1e-3)  # linear easing: equal steps
+    without = animatic.animatic(start, 9, "push in", "linear", 0.1)
+    assert torch.equal(frames[0], without[0])  # the chain's bookend is untouched by the dissolve
+    node_frames = story_nodes.GemDirectAnimatic().animate(start, 9, "push in", "linear", 0.1, end_image=end)[0]
+    assert torch.allclose(node_frames, frames)

@@ -141,36 +141,51 @@ def render_frames(source: torch.Tensor, path: CameraPath, width: int, height: in
     return frames.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
-def iter_animatic(keyframe: torch.Tensor, length: int, move: str = "push in", easing: str = "ease-in-out",
-                  amount: float = 0.15, width: int | None = None, height: int | None = None,
-                  chunk_frames: int = CHUNK_FRAMES) -> Iterator[torch.Tensor]:
-    """Yield the animatic of ``keyframe`` in chunks of up to ``chunk_frames`` frames [n,height,width,3].
-
-    keyframe: [H,W,3] or [1,H,W,3] float 0..1 (uint8 accepted). length: frames in all. width/height:
-    output size in pixels (default: the keyframe's); another aspect is centre-cropped, never stretched.
-    Memory per chunk is bounded, so a long clip can be written out as it is made.
-    """
-    source = _as_source(keyframe)
+def _prepared(image: torch.Tensor, width: int | None, height: int | None,
+              path: CameraPath) -> tuple[torch.Tensor, tuple[float, float], int, int]:
+    """A keyframe ready for sampling along ``path``: prefiltered source, cover fractions, output size."""
+    source = _as_source(image)
     width = int(width or source.shape[3])
     height = int(height or source.shape[2])
     if width < 1 or height < 1:
         raise ValueError(f"output size {width}x{height} must be at least 1x1 pixels")
-    path = camera_path(length, move, easing, amount)
     cover = _cover_fraction(source.shape[3], source.shape[2], width, height)
-    source = _prefiltered(source, width, cover, float(path.zoom.min()))
-    for start in range(0, len(path), max(1, int(chunk_frames))):
-        stop = min(start + max(1, int(chunk_frames)), len(path))
+    return _prefiltered(source, width, cover, float(path.zoom.min())), cover, width, height
+
+
+def iter_animatic(keyframe: torch.Tensor, length: int, move: str = "push in", easing: str = "ease-in-out",
+                  amount: float = 0.15, width: int | None = None, height: int | None = None,
+                  chunk_frames: int = CHUNK_FRAMES, end_image: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """Yield the animatic of ``keyframe`` in chunks of up to ``chunk_frames`` frames [n,height,width,3].
+
+    keyframe: [H,W,3] or [1,H,W,3] float 0..1 (uint8 accepted). length: frames in all. width/height:
+    output size in pixels (default: the keyframe's); another aspect is centre-cropped, never stretched.
+    end_image: optional, same forms: the clip dissolves from ``keyframe`` into it along the easing
+    (first frame: the keyframe alone; last frame: the end image alone), both under the same camera.
+    That is an animatic of a first/last-frame (FLF2V) scene. Memory per chunk is bounded.
+    """
+    path = camera_path(length, move, easing, amount)
+    source, cover, width, height = _prepared(keyframe, width, height, path)
+    end = _prepared(end_image, width, height, path) if end_image is not None else None
+    blend = eased_progress(length, easing).to(torch.float32)
+    step = max(1, int(chunk_frames))
+    for start in range(0, len(path), step):
+        stop = min(start + step, len(path))
         part = CameraPath(path.zoom[start:stop], path.x[start:stop], path.y[start:stop])
-        yield render_frames(source, part, width, height, cover)
+        frames = render_frames(source, part, width, height, cover)
+        if end is not None:
+            weight = blend[start:stop].view(-1, 1, 1, 1)
+            frames = frames * (1 - weight) + render_frames(end[0], part, width, height, end[1]) * weight
+        yield frames
 
 
 def animatic(keyframe: torch.Tensor, length: int, move: str = "push in", easing: str = "ease-in-out",
              amount: float = 0.15, width: int | None = None, height: int | None = None,
-             on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:
+             on_chunk: Callable[[int, int], None] | None = None, end_image: torch.Tensor | None = None) -> torch.Tensor:
     """All frames of the animatic at once: [length,height,width,3] float32 0..1 (see iter_animatic)."""
     chunks = []
     done = 0
-    for chunk in iter_animatic(keyframe, length, move, easing, amount, width, height):
+    for chunk in iter_animatic(keyframe, length, move, easing, amount, width, height, end_image=end_image):
         chunks.append(chunk)
         done += chunk.shape[0]
         if on_chunk is not None:

@@ -251,12 +251,17 @@ class GemDirectAnimatic:
                     "tooltip": "From Scene Select: take length, width and height from the scene's plan (the "
                     "keyframe is centre-cropped to the scene's aspect, never stretched).",
                 }),
+                "end_image": ("IMAGE", {
+                    "tooltip": "Where the scene should end (e.g. Chain Start's end_image, the scene's keyframe): "
+                    "the clip dissolves from keyframe into it along the easing, an animatic of an FLF2V scene. "
+                    "Empty: the keyframe alone.",
+                }),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def animate(self, keyframe, length: int, move: str, easing: str, amount: float,
-                scene: ScenePlan | None = None, unique_id: str | None = None):
+                scene: ScenePlan | None = None, end_image=None, unique_id: str | None = None):
         from .animatic import animatic
 
         width = height = None
@@ -264,7 +269,7 @@ class GemDirectAnimatic:
             length, width, height = scene.length, scene.width, scene.height
         progress = comfy.Progress(int(length), node_id=unique_id)
         frames = animatic(keyframe, int(length), move, easing, amount, width=width, height=height,
-                          on_chunk=lambda done, _total: progress.set(done))
+                          on_chunk=lambda done, _total: progress.set(done), end_image=end_image)
         return (frames.to(comfy.intermediate_device()),)
 
 
