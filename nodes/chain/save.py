@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import comfy
+from ..paths import is_inside
 from ..run import events, ledger, measure, records
 from ..video.convert import to_uint8
 from ..video.encode import encode_video
@@ -196,7 +197,7 @@ def preview_entry(path: str) -> dict[str, str] | None:
     the shape core's SaveVideo returns; None when the file is outside the output folder."""
     root = os.path.realpath(comfy.output_directory())
     folder = os.path.realpath(os.path.dirname(path))
-    if folder != root and not folder.startswith(root + os.sep):
+    if not is_inside(folder, root):
         return None
     subfolder = os.path.relpath(folder, root)
     return {"filename": os.path.basename(path), "subfolder": "" if subfolder == "." else subfolder.replace(os.sep, "/"),

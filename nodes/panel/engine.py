@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from .. import comfy
+from ..paths import is_inside, resolve_inside
 from ..run import ledger
 from ..story.load import (
     MAX_STORY_BYTES,
@@ -70,14 +71,10 @@ def _story_error(exc: StoryError, status: int = 422) -> PanelError:
 # --------------------------------------------------------------------------- confinement
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def confined(path: str) -> str:
     """``path`` with symlinks resolved, if it lies inside ComfyUI's input/output/temp/user folders."""
     real = os.path.realpath(path)
-    if not any(_inside(real, os.path.realpath(root)) for root in comfy.allowed_roots()):
+    if not any(is_inside(real, root) for root in comfy.allowed_roots()):
         raise PanelError(403, "that file lies outside ComfyUI's input, output and user folders")
     return real
 
@@ -91,9 +88,8 @@ def story_file(name: Any, *, must_exist: bool = True) -> str:
         raise PanelError(400, f"name {name[:80]!r} is not a story name: use the path under input/gemdirect/ "
                          "as listed (letters, digits, ' ', '_', '-', '.', '/' between folders; ending in .json)",
                          [{"path": "name", "message": "not a story name"}])
-    root = os.path.realpath(stories_folder())
-    path = os.path.realpath(os.path.join(root, *name.split("/")))
-    if not _inside(path, root) or path == root:  # a symlink inside input/gemdirect/ pointing elsewhere
+    path = resolve_inside(stories_folder(), name)
+    if path is None or path == os.path.realpath(stories_folder()):  # e.g. a symlink pointing elsewhere
         raise PanelError(403, f"story {name!r} resolves outside input/gemdirect/; move the story into that folder")
     confined(path)
     if must_exist and not os.path.isfile(path):

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..comfy import output_directory
+from ..paths import resolve_inside
 from . import events
 from .atomic import TEMP_MARKER, atomic_write_json, is_temporary
 
@@ -248,9 +249,8 @@ def relative_path(run: Run, path: str) -> str:
 
 def resolve_in_run(run_dir: str, relative: str) -> str:
     """Absolute path of ``relative`` (forward slashes) inside ``run_dir``; RunError if it leaves it."""
-    base = os.path.realpath(run_dir)
-    path = os.path.realpath(os.path.join(base, *relative.split("/")))
-    if not (path == base or path.startswith(base + os.sep)) or os.path.isabs(relative):
+    path = resolve_inside(run_dir, relative)
+    if path is None or os.path.isabs(relative):
         raise RunError(f"path {relative!r} leaves the run folder {run_dir}; paths in a run are relative to it")
     return path
 

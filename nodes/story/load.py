@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from ..paths import resolve_inside
 from ..run.atomic import atomic_write_json
 from .model import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, SCHEMA_ID, Story
 
@@ -79,11 +80,10 @@ def resolve_in_folder(folder: str, relative: str, where: str) -> str:
             f"{where} = '{relative}' is not a path relative to the story's folder; "
             "give a path like 'keyframes/scene1.png'"
         )
-    root = os.path.realpath(folder)
-    target = os.path.realpath(os.path.join(root, text))
-    if target != root and not target.startswith(root + os.sep):
+    target = resolve_inside(folder, text)
+    if target is None:
         raise ValueError(
-            f"{where} = '{relative}' leaves the story's folder; put the file inside {root} "
+            f"{where} = '{relative}' leaves the story's folder; put the file inside {os.path.realpath(folder)} "
             "and give its path relative to the story"
         )
     return target

@@ -8,6 +8,7 @@ import logging
 import os
 
 from .. import comfy
+from ..paths import resolve_inside
 from .demo import DEMO_FOLDER, install_demo_story
 from .keyframe import grey_frame, load_keyframe
 from .plan import LoadedStory, ScenePlan, describe_plan, load_and_plan
@@ -45,9 +46,9 @@ def list_stories() -> list[str]:
 
 def story_path(name: str) -> str:
     """Absolute path of story ``name`` (as listed); ValueError if it is not inside input/gemdirect/."""
-    root = os.path.realpath(stories_folder())
-    path = os.path.realpath(os.path.join(root, name))
-    if not path.startswith(root + os.sep):
+    root = stories_folder()
+    path = resolve_inside(root, name)
+    if path is None or path == os.path.realpath(root):
         raise ValueError(f"story '{name}' is not inside {root}; pick a story from the list")
     return path
 
