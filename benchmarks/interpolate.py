@@ -12,37 +12,15 @@ through the pack's loader. Run from the repository root, on an idle machine::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from fractions import Fraction
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _pack():
-    name = os.path.basename(REPO)
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "__init__.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return name
-
-
-def _module(dotted: str):
-    import importlib
-
-    return importlib.import_module(f"{_pack()}.{dotted}")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+from bench import REPO_ROOT, pack_module, peak_rss_mb
 
 
 def _frames(count: int, size: int, first: int = 0):
@@ -57,12 +35,12 @@ def _frames(count: int, size: int, first: int = 0):
 
 
 def _interpolator(method: str, folder: str):
-    engine = _module("nodes.interpolate.engine")
+    engine = pack_module("nodes.interpolate.engine")
     if method == "flow":
         return engine.FlowInterpolator()
     import torch
 
-    ifnet, loader = _module("nodes.interpolate.ifnet"), _module("nodes.interpolate.loader")
+    ifnet, loader = pack_module("nodes.interpolate.ifnet"), pack_module("nodes.interpolate.loader")
     torch.manual_seed(0)
     state = {k: v + 0.01 * torch.randn_like(v) for k, v in ifnet.build(method).state_dict().items()}
     path = os.path.join(folder, f"rife{method}.pth")
@@ -75,7 +53,7 @@ def child_speed(method: str, size: int, frames: int) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    engine = _module("nodes.interpolate.engine")
+    engine = pack_module("nodes.interpolate.engine")
     with tempfile.TemporaryDirectory() as folder:
         interpolator = _interpolator(method, folder)
         images = torch.from_numpy(_frames(frames, size))
@@ -85,7 +63,7 @@ def child_speed(method: str, size: int, frames: int) -> dict:
                                               batch_size=4)
         elapsed = time.perf_counter() - start
     return {"method": method, "size": size, "made": report.blended, "seconds": round(elapsed, 2),
-            "fps": round(report.blended / elapsed, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            "fps": round(report.blended / elapsed, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def child_stream(method: str, size: int, frames: int) -> dict:
@@ -93,7 +71,7 @@ def child_stream(method: str, size: int, frames: int) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    engine = _module("nodes.interpolate.engine")
+    engine = pack_module("nodes.interpolate.engine")
     with tempfile.TemporaryDirectory() as folder:
         interpolator = _interpolator(method, folder)
 
@@ -107,31 +85,31 @@ def child_stream(method: str, size: int, frames: int) -> dict:
                                                             cut_ssim=0, batch_size=4)):
             made += chunk.shape[0]
             if i == 2:  # allocator pools are filled after a few chunks
-                warm = _peak_rss_mb()
+                warm = peak_rss_mb()
         elapsed = time.perf_counter() - start
     return {"method": method, "size": size, "source_frames": frames, "frames_out": made,
-            "seconds": round(elapsed, 2), "peak_rss_mb": round(_peak_rss_mb(), 1), "warm_mb": round(warm, 1)}
+            "seconds": round(elapsed, 2), "peak_rss_mb": round(peak_rss_mb(), 1), "warm_mb": round(warm, 1)}
 
 
 def child_file(size: int, frames: int) -> dict:
     """A real file through the streaming path: decode -> flow 16 -> 32 fps -> encode."""
-    video, engine = _module("nodes.video"), _module("nodes.interpolate.engine")
+    video, engine = pack_module("nodes.video"), pack_module("nodes.interpolate.engine")
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, "in.mp4")
         video.encode_video(source, (_frames(min(16, frames - f), size, f) for f in range(0, frames, 16)), 16)
-        baseline = _peak_rss_mb()
+        baseline = peak_rss_mb()
         start = time.perf_counter()
         report = engine.interpolate_video(source, os.path.join(folder, "out.mp4"), Fraction(32),
                                           engine.FlowInterpolator())
         elapsed = time.perf_counter() - start
     return {"method": "flow (file)", "size": size, "source_frames": frames, "frames_out": report.frames_out,
-            "seconds": round(elapsed, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "seconds": round(elapsed, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
             "peak_before_mb": round(baseline, 1)}
 
 
 def _run_child(*args: str) -> dict:
     result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                            cwd=REPO, timeout=1800)
+                            cwd=str(REPO_ROOT), timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"child {args} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -155,7 +133,7 @@ def main() -> None:
             print(json.dumps(child_file(int(rest[0]), int(rest[1]))))
         return
 
-    versions = list(_module("nodes.interpolate.ifnet").VERSIONS)
+    versions = list(pack_module("nodes.interpolate.ifnet").VERSIONS)
     if args.only_stream:
         versions = []
     sizes = (256,) if args.quick else (256, 512)

@@ -15,8 +15,6 @@ Lanczos upscale by F. Not a test: CI never runs it.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -27,32 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from bench import pack_module, peak_rss_mb
+
 FPS = 16
-
-
-def load_pack():
-    """The pack, imported the way ComfyUI imports it (module named after its folder)."""
-    name = REPO_ROOT.name
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "__init__.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def module(dotted: str):
-    return importlib.import_module(f"{load_pack().__name__}.{dotted}")
-
-
-def vm_hwm_mb() -> float:
-    """Peak resident set of this process in MB (2**20 bytes), from /proc/self/status."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def synthetic_scene(count: int, width: int, height: int):
@@ -73,8 +48,8 @@ def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int
     os.environ["GEMDIRECT_HOME"] = str(home)
     for sub in ("input", "output", "temp", "user", "models"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    ledger, records = module("nodes.run.ledger"), module("nodes.run.records")
-    measure, video = module("nodes.run.measure"), module("nodes.video")
+    ledger, records = pack_module("nodes.run.ledger"), pack_module("nodes.run.records")
+    measure, video = pack_module("nodes.run.measure"), pack_module("nodes.video")
     folder = home / "input" / "gemdirect" / f"bench-{scenes}"
     folder.mkdir(parents=True, exist_ok=True)
     story = {"schema": "gemdirect.story/1", "id": "bench", "title": "Benchmark",
@@ -82,8 +57,8 @@ def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int
                           "transition": {"kind": "crossfade", "frames": 8}},
              "scenes": [{"id": f"s{i:03d}", "prompt": "texture", "frames": scene_frames} for i in range(scenes)]}
     (folder / "story.json").write_text(json.dumps(story), encoding="utf-8")
-    loaded = module("nodes.story.plan").load_and_plan(str(folder / "story.json"))
-    run = ledger.create_run(module("nodes.run.nodes").story_info(loaded), loaded.raw)
+    loaded = pack_module("nodes.story.plan").load_and_plan(str(folder / "story.json"))
+    run = ledger.create_run(pack_module("nodes.run.nodes").story_info(loaded), loaded.raw)
     source = home / f"scene-{scene_frames}.mp4"
     if not source.exists():
         video.encode_video(source, synthetic_scene(scene_frames, width, height), FPS, preset="veryfast")
@@ -102,8 +77,8 @@ def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int
 
 def child(run_dir: str, interpolate: bool, upscale: float) -> None:
     """Render one film in this (fresh) process and print its figures as JSON."""
-    engine, ledger = module("nodes.render.engine"), module("nodes.run.ledger")
-    sizing = module("nodes.upscale.sizing")
+    engine, ledger = pack_module("nodes.render.engine"), pack_module("nodes.run.ledger")
+    sizing = pack_module("nodes.upscale.sizing")
     settings = engine.RenderSettings(interpolation="flow" if interpolate else "off", target_fps=24 if interpolate
                                      else None, upscale=sizing.OutputSize(mode="factor", factor=upscale)
                                      if upscale != 1 else None, x264_preset="veryfast")
@@ -112,7 +87,7 @@ def child(run_dir: str, interpolate: bool, upscale: float) -> None:
     elapsed = time.perf_counter() - started
     print(json.dumps({"frames": result.post["FinalFrames"], "seconds": result.post["FinalDurationSeconds"],
                       "size": result.post["FinalResolution"], "elapsed_s": round(elapsed, 2),
-                      "fps": round(result.post["FinalFrames"] / elapsed, 1), "peak_rss_mb": round(vm_hwm_mb(), 1),
+                      "fps": round(result.post["FinalFrames"] / elapsed, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                       "problems": len(result.problems)}))
 
 

@@ -15,21 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-
-def _pack():
-    from conftest import pack_module
-
-    return pack_module
+from bench import REPO_ROOT as ROOT
+from bench import pack_module, peak_rss_mb
 
 
 def build_model(kind: str, blocks: int, path: Path):
@@ -82,7 +75,6 @@ def core_style(model, image):
 def speed(args) -> list[dict]:
     import torch
 
-    pack_module = _pack()
     engine = pack_module("nodes.upscale.engine")
     torch.set_num_threads(2)
     rows = []
@@ -116,16 +108,6 @@ def speed(args) -> list[dict]:
 
 
 
-def _vm_hwm_mb() -> float:
-    """Peak RSS of this process in MB from /proc (VmHWM). ru_maxrss is not used: Linux carries the
-    parent's peak across fork+exec into it, so a child started by a big parent reports the parent's."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _reset_hwm() -> None:
     with open("/proc/self/clear_refs", "w") as handle:  # "5" resets the peak RSS mark to the current RSS
         handle.write("5")
@@ -135,7 +117,6 @@ def child_run(mode: str, frames: int, size: int, blocks: int) -> dict:
     """In a fresh process: make a clip, upscale it (streamed or core-style), report peak RSS."""
     import torch
 
-    pack_module = _pack()
     video = pack_module("nodes.video")
     upscale_video = pack_module("nodes.upscale.video")
     engine = pack_module("nodes.upscale.engine")
@@ -147,7 +128,7 @@ def child_run(mode: str, frames: int, size: int, blocks: int) -> dict:
     chunks = (torch.rand((min(8, frames - i), size, size, 3), generator=generator) for i in range(0, frames, 8))
     video.encode_video(source, chunks, 24, preset="ultrafast")
     _reset_hwm()
-    rss_before = _vm_hwm_mb()
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     if mode == "streamed":
         upscale_video.upscale_video(source, tmp / "out.mp4", model,
@@ -157,7 +138,7 @@ def child_run(mode: str, frames: int, size: int, blocks: int) -> dict:
         out = core_style(model, image)
         video.encode_video(tmp / "out.mp4", out, 24, preset="ultrafast")
     seconds = time.perf_counter() - start
-    peak = _vm_hwm_mb()
+    peak = peak_rss_mb()
     return {"mode": mode, "frames": frames, "size": f"{size}->{size * 4}", "seconds": round(seconds, 1),
             "peak_rss_mb": round(peak), "rss_before_upscale_mb": round(rss_before)}
 

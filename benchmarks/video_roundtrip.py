@@ -13,32 +13,13 @@ Not a test: CI never runs it. The source clip is synthetic and generated first i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_video_room():
-    """The pack's video room, imported the way ComfyUI imports the pack (by folder name)."""
-    name = REPO_ROOT.name
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.nodes.video")
-
-
-def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+from bench import pack_module, peak_rss_mb
 
 
 def synthetic_chunks(frames: int, size: int, chunk: int):
@@ -61,7 +42,7 @@ def synthetic_chunks(frames: int, size: int, chunk: int):
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
-    video = load_video_room()
+    video = pack_module("nodes.video")
     if args.torch:
         import torch  # noqa: F401  (counted in the baseline, as inside ComfyUI)
     baseline = peak_rss_mb()
