@@ -178,3 +178,11 @@ def test_broken_preset_file_names_the_field(tmp_path):
         presets.load_preset("fast", str(tmp_path))
     with pytest.raises(presets.PresetError, match="unknown preset 'nope'"):
         presets.load_preset("nope", str(tmp_path))
+
+
+def test_content_hash_is_of_the_bytes_that_were_validated(tmp_path):
+    import hashlib
+
+    path = write_story(tmp_path / "s", base_story())
+    loaded = plan.load_and_plan(path)
+    assert loaded.content_hash == hashlib.sha256(path.read_bytes()).hexdigest() == plan.file_digest(str(path))

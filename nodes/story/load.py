@@ -8,6 +8,7 @@ syntax, types, ranges, ids, and file references (confined to the story's folder)
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class LoadedFile:
     path: str
     story_dir: str
     warnings: list[str] = field(default_factory=list)
+    content_hash: str = ""  # sha256 of the bytes that were parsed (empty for a dict not read from disk)
 
 
 # --------------------------------------------------------------------------- paths
@@ -384,8 +386,10 @@ def load_story(path: str | os.PathLike[str]) -> LoadedFile:
         raise StoryError(path, [_too_big(size)])
     with open(path, "rb") as handle:
         data = handle.read()
-    raw = parse_story_text(data, path)
-    return validate_story_dict(raw, path, os.path.dirname(path))
+    loaded = validate_story_dict(parse_story_text(data, path), path, os.path.dirname(path))
+    # The hash of exactly what was validated: a second read could see a newer file.
+    loaded.content_hash = hashlib.sha256(data).hexdigest()
+    return loaded
 
 
 def save_story(path: str | os.PathLike[str], raw: dict[str, Any]) -> LoadedFile:

@@ -350,7 +350,7 @@ def load_and_plan(path: str | os.PathLike[str], preset_choice: str = FROM_STORY)
         story=loaded.story,
         raw=loaded.raw,
         path=loaded.path,
-        content_hash=file_digest(loaded.path),
+        content_hash=loaded.content_hash,
         warnings=list(plan.warnings) + [w for s in plan.scenes for w in s.warnings],
     )
 
