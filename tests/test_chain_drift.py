@@ -1,4 +1,4 @@
-"""Drift in CIE Lab against the story's reference (needs the colour engine, nodes/vace/colour.py)."""
+"""Drift in CIE Lab against the story's reference (through the vace room's colour engine)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from conftest import pack_module
 
 drift = pack_module("nodes.chain.drift")
-pytestmark = pytest.mark.skipif(drift.colour_engine() is None, reason="colour engine nodes/vace/colour.py not present")
 
 
 def _clip(count: int = 4) -> torch.Tensor:

@@ -25,10 +25,6 @@ save = pack_module("nodes.chain.save")
 drift = pack_module("nodes.chain.drift")
 scene_events = h.scene_events  # fixture
 
-needs_colour = pytest.mark.skipif(drift.colour_engine() is None,
-                                  reason="colour engine nodes/vace/colour.py not present")
-
-
 @pytest.fixture
 def story_path(comfy_home):
     return h.write_story(comfy_home / "input" / "gemdirect" / "chain")
@@ -194,7 +190,6 @@ def test_scene_save_refuses_a_run_of_another_story_and_bad_frames(story_path, co
     assert ledger.read_scene(run, "a") is None  # refused input records nothing
 
 
-@needs_colour
 def test_drift_is_recorded_against_the_first_scenes_first_frame(story_path):
     h.run_scene(story_path, 1)
     result = h.run_scene(story_path, 2)
@@ -205,7 +200,6 @@ def test_drift_is_recorded_against_the_first_scenes_first_frame(story_path):
     assert measured["LastFrameDeltaE"] > 0
 
 
-@needs_colour
 def test_colour_match_pulls_a_drifted_scene_back_towards_the_reference(story_path):
     h.run_scene(story_path, 1)
 

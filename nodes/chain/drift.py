@@ -55,23 +55,10 @@ def as_frames(frames: Any) -> Any:
     return tensor
 
 
-ENGINE_MISSING = "colour engine (nodes/vace/colour.py) unavailable"
-
-
-def colour_engine() -> Any | None:
-    """The vace room's colour module (``rgb_to_lab``, ``lab_stats``, ``match_colour``), or None if absent."""
-    try:
-        from ..vace import colour
-    except ImportError:
-        return None
-    return colour if hasattr(colour, "lab_stats") and hasattr(colour, "match_colour") else None
-
-
 def _stats(frames: Any) -> tuple[list[float], list[float]]:
-    engine = colour_engine()
-    if engine is None:
-        raise RuntimeError(f"{ENGINE_MISSING}: cannot measure drift")
-    mean, std = engine.lab_stats(frames)
+    from ..vace.colour import lab_stats  # imports torch: only when a scene is measured
+
+    mean, std = lab_stats(frames)
     return [float(v) for v in mean], [float(v) for v in std]
 
 

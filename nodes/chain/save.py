@@ -36,7 +36,7 @@ from ..video.images import load_png, save_png
 from ..video.probe import VideoInfo
 from . import states
 from .bookend import BookendResult, compare_bookends
-from .drift import ENGINE_MISSING, Drift, as_frames, colour_engine, measure_drift
+from .drift import Drift, as_frames, measure_drift
 from .start import (
     SCENE_STAGE,
     SOURCE_NONE,
@@ -67,7 +67,7 @@ class SceneSaveResult:
     video: VideoInfo
     frames: Any
     bookend: BookendResult | None
-    drift: Drift | None  # None when the colour engine is unavailable
+    drift: Drift
     drift_after_match: Drift | None
     preview: dict[str, str] | None  # ComfyUI ui entry {filename, subfolder, type} of the MP4
     report: str
@@ -245,8 +245,6 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
     """
     if color_match not in COLOR_MATCH_CHOICES:
         raise ValueError(f"color_match {color_match!r} is not one of {', '.join(COLOR_MATCH_CHOICES)}")
-    if color_match != COLOR_MATCH_OFF and colour_engine() is None:
-        raise ValueError(f"color_match {color_match!r}: {ENGINE_MISSING}; set color_match to off")
     if not 0.0 <= float(color_match_strength) <= 1.0:
         raise ValueError(f"color_match_strength {color_match_strength} is outside 0..1")
     info = check_scene_in_run(run, scene)
@@ -272,7 +270,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
         run, scene, states.DONE, video=result.record["Video"]["Path"], frames=result.video.frames,
         flf2v_source=result.record["Telemetry"]["FLF2VSource"],
         bookend=result.bookend.extra() if result.bookend else None,
-        drift=result.drift.extra() if result.drift else None,
+        drift=result.drift.extra(),
         duration_seconds=result.record["Telemetry"]["DurationSeconds"], attempt=result.record["AttemptsRun"],
     )
     return result
@@ -294,11 +292,12 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         reference = fit_pixels(reference, width, height, fit)
     if reference is None:
         reference = to_uint8(clip[0])
-    engine = colour_engine()
-    drift = measure_drift(clip, reference, reference_name) if engine is not None else None
+    drift = measure_drift(clip, reference, reference_name)
     drift_after = None
-    if color_match != COLOR_MATCH_OFF and engine is not None:
-        clip = engine.match_colour(clip, as_frames(reference)[0], method=color_match, strength=strength)
+    if color_match != COLOR_MATCH_OFF:
+        from ..vace.colour import match_colour
+
+        clip = match_colour(clip, as_frames(reference)[0], method=color_match, strength=strength)
         clip = clip.clamp(0.0, 1.0)
         drift_after = measure_drift(clip, reference, reference_name)
 
@@ -316,8 +315,6 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         warnings.append(f"not chained: {fallback}")  # the text Chain Start warned with, so it appears once
     if bookend_note:
         notes.append(bookend_note)
-    if drift is None:
-        notes.append(f"{ENGINE_MISSING}: drift not measured")
 
     stage = close_stage(run, scene.id, start_event, save_start)
     fields = records.scene_plan_fields(scene)
@@ -326,7 +323,7 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         "Chain": {"Source": source, "Fallback": fallback, "PreviousScene": previous_id, "Fit": fit,
                   "StartFile": start_event.get("start_file") if start_event else None},
         "Bookend": bookend.extra() if bookend else None,
-        "Drift": drift.extra() if drift else None,
+        "Drift": drift.extra(),
         "ColorMatch": {"Method": color_match, "Strength": strength, "Reference": reference_name},
         "DriftAfterColorMatch": drift_after.extra() if drift_after else None,
         "Files": {"FirstFrame": ledger.relative_path(run, paths.first_frame),
@@ -357,9 +354,9 @@ def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult 
         f"FLF2V: {telemetry['FLF2VSource']}" + (f" (fallback: {telemetry['FLF2VFallback']})"
                                                  if telemetry["FLF2VFallback"] else ""),
         "Bookend: " + (f"{bookend.score:.1f} ({bookend.status}), SSIM {bookend.ssim:.3f}" if bookend else "none"),
-        (f"Drift vs {drift.reference}: mean dE {drift.mean_delta_e:.2f}, last frame dE "
-         f"{drift.last_frame_delta_e:.2f}" + (f"; after colour match {drift_after.mean_delta_e:.2f}" if drift_after
-                                              else "")) if drift else f"Drift: not measured ({ENGINE_MISSING})",
+        f"Drift vs {drift.reference}: mean dE {drift.mean_delta_e:.2f}, last frame dE "
+        f"{drift.last_frame_delta_e:.2f}" + (f"; after colour match {drift_after.mean_delta_e:.2f}" if drift_after
+                                             else ""),
     ]
     lines += [f"WARNING: {w}" for w in record["Warnings"]]
     return "\n".join(lines)
