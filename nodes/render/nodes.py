@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from .. import comfy
+from ..upscale.sizing import size_inputs
 
 REQUIRES = ("numpy", "av", "pydantic")  # torch comes with ComfyUI; engines are imported when the node runs
 log = logging.getLogger("gemdirect")
@@ -93,14 +94,7 @@ class GemDirectStoryRender:
                     "below. off: keep the scenes' size. With upscale_model connected the model upscales, else "
                     "Lanczos.",
                 }),
-                "factor": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 8.0, "step": 0.05,
-                                     "tooltip": "Output size as a multiple of the scenes' size (upscale factor)."}),
-                "long_side": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2,
-                                      "tooltip": "Length in px of the film's longer side (upscale long side)."}),
-                "width": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2,
-                                  "tooltip": "Film width in px (upscale exact)."}),
-                "height": ("INT", {"default": 1080, "min": 16, "max": 16384, "step": 2,
-                                   "tooltip": "Film height in px (upscale exact)."}),
+                **size_inputs("film", "upscale"),
                 "on_missing": (list(ON_MISSING), {
                     "default": "render what exists",
                     "tooltip": "A scene not rendered or failed: render what exists (left out with a warning, "

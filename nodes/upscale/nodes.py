@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .. import comfy
+from .sizing import SIZE_MODES, size_inputs
 
 REQUIRES = ("numpy",)  # torch and spandrel come with ComfyUI; imported when the node runs
 
-SIZE_MODES = ["model scale", "factor", "long side", "exact"]
 PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 ALPHA_MODES = ["keep", "drop"]
 NODE_CHUNK = 8  # frames upscaled at a time into the preallocated output batch
@@ -29,18 +29,11 @@ class GemDirectUpscale:
         return {
             "required": {
                 "image": ("IMAGE", {"tooltip": "Frames to upscale, [B,H,W,3] (or RGBA [B,H,W,4])."}),
-                "size_mode": (SIZE_MODES, {"default": "model scale", "tooltip": (
+                "size_mode": (list(SIZE_MODES), {"default": "model scale", "tooltip": (
                     "model scale: the model's own factor (with no model: factor). factor: any factor, "
                     "e.g. 2.0 with a 4x model. long side: the longer side becomes long_side px. "
                     "exact: width x height (aspect not kept).")}),
-                "factor": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 8.0, "step": 0.05, "tooltip": (
-                    "Output size as a multiple of the input (size_mode factor, or model scale with no model).")}),
-                "long_side": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2, "tooltip": (
-                    "Length in px of the output's longer side (size_mode long side).")}),
-                "width": ("INT", {"default": 1920, "min": 16, "max": 16384, "step": 2, "tooltip": (
-                    "Output width in px (size_mode exact).")}),
-                "height": ("INT", {"default": 1080, "min": 16, "max": 16384, "step": 2, "tooltip": (
-                    "Output height in px (size_mode exact).")}),
+                **size_inputs("output", "size_mode"),
                 "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
                     "Tile side in input px; 0 picks it from free memory (whole frame if it fits). "
                     "On out-of-memory the tile is halved and retried.")}),

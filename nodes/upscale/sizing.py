@@ -8,6 +8,24 @@ SIZE_MODES = ("model scale", "factor", "long side", "exact")
 MAX_SIDE = 16384
 
 
+def size_inputs(subject: str, selector: str) -> dict[str, tuple]:
+    """The ``factor``, ``long_side``, ``width`` and ``height`` widgets of a node that sizes frames.
+
+    subject: what is sized, for the tooltips ("output", "film"); selector: the input that picks the
+    mode ("size_mode", "upscale"). One definition, so every node offers the same ranges.
+    """
+    return {
+        "factor": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 8.0, "step": 0.05, "tooltip": (
+            f"{subject.capitalize()} size as a multiple of the input ({selector} factor).")}),
+        "long_side": ("INT", {"default": 1920, "min": 16, "max": MAX_SIDE, "step": 2, "tooltip": (
+            f"Length in px of the {subject}'s longer side ({selector} long side).")}),
+        "width": ("INT", {"default": 1920, "min": 16, "max": MAX_SIDE, "step": 2, "tooltip": (
+            f"{subject.capitalize()} width in px ({selector} exact).")}),
+        "height": ("INT", {"default": 1080, "min": 16, "max": MAX_SIDE, "step": 2, "tooltip": (
+            f"{subject.capitalize()} height in px ({selector} exact).")}),
+    }
+
+
 @dataclass(frozen=True)
 class OutputSize:
     """How big the result is.
