@@ -1,4 +1,4 @@
-"""Image similarity measures shared by the rooms (bookend QA, scene-cut and duplicate detection)."""
+"""Image similarity measures shared by the rooms (bookend QA, start match, scene-cut and duplicate detection)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,20 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     cov = gaussian_blur(x * y, kernel) - mu_x * mu_y
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(np.mean(index))
+
+
+PSNR_IDENTICAL = 100.0  # what psnr() reports for identical images (no error: infinite in theory)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB of two images of one shape (any channels), ``data_range`` their scale.
+
+    ``10 * log10(data_range^2 / MSE)`` over every value; identical images give PSNR_IDENTICAL (100 dB).
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"psnr needs two images of one size, got {list(x.shape)} and {list(y.shape)}")
+    mse = float(np.mean((x - y) ** 2))
+    if mse <= 0.0:
+        return PSNR_IDENTICAL
+    return float(min(PSNR_IDENTICAL, 10.0 * np.log10(data_range**2 / mse)))

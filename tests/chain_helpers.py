@@ -60,9 +60,12 @@ def render(start_image, end_image, count: int = FRAMES, gain: float = 0.03):
     """Stand-in for the WAN sampler: frames from start towards end, brightening a little each frame.
 
     The first frame is the start image itself, as FLF2V's first frame follows its start image.
+    Without an end image (Chain Start gave None: image-to-video) the clip stays on the start image.
     """
     import torch
 
+    if end_image is None:
+        end_image = start_image
     t = torch.linspace(0, 1, count).view(count, 1, 1, 1)
     frames = start_image * (1 - t) + end_image * t
     frames = frames + gain * torch.arange(count).view(count, 1, 1, 1)
@@ -82,15 +85,15 @@ PROMPT = {
 
 
 def run_scene(story_path: Path, index: int, *, mode: str = "auto", color_match: str = "off", prompt=PROMPT,
-              renderer=render):
+              renderer=render, end_image: str = "auto"):
     """One prompt rendering scene ``index``: fresh node instances and a fresh story load, as ComfyUI does."""
     story = load_story(story_path)
-    scene, *_values, keyframe = node("GemDirectSceneSelect").select(story, index)
+    scene, *_values, keyframe, _split_step = node("GemDirectSceneSelect").select(story, index)
     run, _run_dir = node("GemDirectRun").start(story, scene, mode)
-    start_image, end_image, source = node("GemDirectChainStart").start(run, scene, "crop", "from story")
-    frames = renderer(start_image, end_image)
+    start_image, end, source = node("GemDirectChainStart").start(run, scene, "crop", "from story", end_image)
+    frames = renderer(start_image, end)
     saved = node("GemDirectSceneSave").save(frames, scene, run, color_match, 1.0, prompt=prompt, unique_id="7")
-    return {"story": story, "scene": scene, "run": run, "start": start_image, "end": end_image, "source": source,
+    return {"story": story, "scene": scene, "run": run, "start": start_image, "end": end, "source": source,
             "frames": frames, "saved": saved, "keyframe": keyframe}
 
 

@@ -41,7 +41,8 @@ def test_animatic_preview_runs_and_makes_the_planned_clip(comfy_home):
         results[key] = getattr(node_class(), node_class.FUNCTION)(**inputs)
     (video,) = _of_type(prompt, "CreateVideo")
     frames = results[video["images"][0]][video["images"][1]]
-    scene = next(r for r in results.values() if len(r) == 11)[0]
+    select_names = load_pack().NODE_CLASS_MAPPINGS["GemDirectSceneSelect"].RETURN_NAMES
+    scene = next(r for r in results.values() if len(r) == len(select_names))[0]
     fps = results[video["fps"][0]][video["fps"][1]]
     assert isinstance(frames, torch.Tensor) and frames.shape == (scene.length, scene.height, scene.width, 3)
     assert fps == float(scene.fps)
@@ -71,14 +72,20 @@ def test_wan_story_workflow_takes_the_scene_from_the_story_and_the_start_from_th
     assert latent["start_image"] == [chain_key, 0]
     assert all(from_select(latent[n], n) for n in ("width", "height", "length"))
     loaders = _of_type(prompt, "UnetLoaderGGUF" if name.endswith("_gguf") else "UNETLoader")
+    (chain,) = _of_type(prompt, "GemDirectChainStart")
     if "flf2v" in name:
-        assert latent["end_image"] == [chain_key, 1]
-        high, low = sorted(samplers, key=lambda s: s["start_at_step"])
+        assert latent["end_image"] == [chain_key, 1] and chain["end_image"] == "auto"
+        high, low = sorted(samplers, key=lambda s: s["add_noise"] == "disable")
         assert (high["add_noise"], high["return_with_leftover_noise"]) == ("enable", "enable")
         assert (low["add_noise"], low["return_with_leftover_noise"]) == ("disable", "disable")
-        assert high["end_at_step"] == low["start_at_step"] == 8  # half of the presets' 16 steps
+        # the expert split follows the story's steps: both samplers take Scene Select's split_step
+        assert high["start_at_step"] == 0 and low["end_at_step"] == 10000
+        assert from_select(high["end_at_step"], "split_step") and from_select(low["start_at_step"], "split_step")
         assert sorted("high" in loader["unet_name"].lower() for loader in loaders) == [False, True]
+        note = next(n for n in _workflow(name)["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+        assert "split_step" in note and "8s" not in note
     else:
+        assert "end_image" not in latent and chain["end_image"] == "none"  # 5B takes no end image: say so
         assert len(loaders) == 1 and "5B" in loaders[0]["unet_name"]
     (save,) = _of_type(prompt, "GemDirectSceneSave")
     assert save["scene"] == [select_key, 0] and save["frames"][0] in prompt

@@ -103,7 +103,7 @@ def test_elapsed_runs_from_chain_start_to_the_end_of_the_save(story_path):
 
 def test_without_chain_start_the_save_still_records_and_says_what_the_time_covers(story_path):
     story = h.load_story(story_path)
-    scene, *_values, keyframe = h.node("GemDirectSceneSelect").select(story, 1)
+    scene, *_values, keyframe, _split_step = h.node("GemDirectSceneSelect").select(story, 1)
     run, _ = h.node("GemDirectRun").start(story, scene, "auto")
     frames = keyframe.repeat(h.FRAMES, 1, 1, 1)
     h.node("GemDirectSceneSave").save(frames, scene, run, "off", 1.0)

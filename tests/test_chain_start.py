@@ -27,7 +27,7 @@ def story_path(comfy_home):
 
 def _prompt(story_path, index, mode="auto"):
     story = h.load_story(story_path)
-    scene, *_values, keyframe = h.node("GemDirectSceneSelect").select(story, index)
+    scene, *_values, keyframe, _split_step = h.node("GemDirectSceneSelect").select(story, index)
     run, _ = h.node("GemDirectRun").start(story, scene, mode)
     return story, scene, run, keyframe
 
@@ -49,17 +49,114 @@ def _record_previous(run, scene_id, index, last_frame=None, success=True):
         telemetry=records.run_telemetry(stage, flf2v_source="keyframe")))
 
 
-def test_scene_1_starts_and_ends_at_its_keyframe_cropped_to_size(story_path, scene_events):
+def _started(run):
+    return [e for e in events.read_events(run.run_dir).events if e["event"] == "stage_start"][-1]
+
+
+def _warnings(run):
+    return [e["text"] for e in events.read_events(run.run_dir).events if e["event"] == "warning"]
+
+
+def test_scene_1_starts_at_its_keyframe_cropped_to_size_and_gets_no_end_image_under_auto(story_path, scene_events):
     _story, scene, run, keyframe = _prompt(story_path, 1)
     start_image, end_image, source = h.node("GemDirectChainStart").start(run, scene, "crop", "from story")
     assert source == "keyframe"
     assert start_image.shape == (1, h.HEIGHT, h.WIDTH, 3) and start_image.dtype == torch.float32
-    assert torch.equal(start_image, keyframe) and torch.equal(end_image, keyframe)
+    assert torch.equal(start_image, keyframe)
+    assert end_image is None  # the keyframe is the start: an end there would loop the clip back
     assert [e["state"] for e in scene_events] == ["queued", "rendering"]
     assert scene_events[-1]["source"] == "keyframe" and scene_events[-1]["scene"] == "a"
-    started = [e for e in events.read_events(run.run_dir).events if e["event"] == "stage_start"]
-    assert started[-1]["stage"] == "scene" and started[-1]["scene"] == "a"
-    assert started[-1]["flf2v_source"] == "keyframe"
+    assert scene_events[-1]["flf2v_end"] == "none" and "keyframe is the start image" in scene_events[-1]["end_note"]
+    assert "End image (auto): none" in scene_events[-1]["report"]
+    started = _started(run)
+    assert started["stage"] == "scene" and started["scene"] == "a"
+    assert started["flf2v_source"] == "keyframe" and started["flf2v_end"] == "none"
+    assert started.get("end_sha256") is None and started["end_mode"] == "auto"
+    assert started["start_sha256"] == start.image_sha256(start_image)
+    assert _warnings(run) == []  # auto chose none as documented: a note, not a warning
+
+
+def test_image_sha256_hashes_the_8bit_bytes_of_the_image_at_its_size():
+    import hashlib
+
+    pixels = np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    expected = hashlib.sha256(pixels.tobytes()).hexdigest()
+    assert start.image_sha256(pixels) == expected
+    assert start.image_sha256(pixels.astype(np.float32) / 255) == expected  # float 0..1 on the same grid
+    assert start.image_sha256(torch.from_numpy(pixels.astype(np.float32) / 255).unsqueeze(0)) == expected
+    assert start.image_sha256(np.asfortranarray(pixels)) == expected  # layout does not matter, values do
+    changed = pixels.copy()
+    changed[0, 0, 0] ^= 1
+    assert start.image_sha256(changed) != expected
+    with pytest.raises(ValueError, match=r"one RGB image \[H,W,3\]"):
+        start.image_sha256(pixels[..., :2])
+
+
+def test_scene_1_asked_for_the_next_keyframe_heads_for_scene_2s_keyframe(story_path):
+    _story, scene, run, _keyframe = _prompt(story_path, 1)
+    start_image, end_image, _source = h.node("GemDirectChainStart").start(run, scene, "crop", "from story",
+                                                                         "next scene's keyframe")
+    assert scene.next_scene == "b" and scene.next_keyframe.endswith("kf/b.png")
+    expected = torch.tensor([40, 90, 200], dtype=torch.float32) / 255  # kf/b.png is flat (40, 90, 200)
+    assert end_image.shape == start_image.shape and torch.allclose(end_image[0], expected.expand_as(end_image[0]))
+    started = _started(run)
+    assert started["flf2v_end"] == "next-keyframe" and started["end_sha256"] == start.image_sha256(end_image)
+    assert started.get("end_note") is None and _warnings(run) == []
+
+
+def test_keyframe_asked_for_when_it_is_the_start_is_used_but_warned_about(story_path):
+    _story, scene, run, keyframe = _prompt(story_path, 1)
+    start_image, end_image, _source = h.node("GemDirectChainStart").start(run, scene, "crop", "from story",
+                                                                         "keyframe")
+    assert torch.equal(end_image, keyframe) and torch.equal(end_image, start_image)
+    assert _started(run)["flf2v_end"] == "keyframe"
+    assert any("is the start image (equal within 1/255): used as asked" in text for text in _warnings(run))
+
+
+def test_an_end_image_within_1_of_255_of_the_start_counts_as_the_same(story_path):
+    _story, scene, _run, _ = _prompt(story_path, 1)
+    start_px = np.full((h.HEIGHT, h.WIDTH, 3), 100 / 255, np.float32)
+    near = start_px.copy()
+    near[3, 4, 1] = 101 / 255
+    far = start_px.copy()
+    far[3, 4, 1] = 102 / 255
+    assert start.end_image(scene, start_px, near, "auto")[:2] == (None, "none")
+    end, used, note, warning = start.end_image(scene, start_px, far, "auto")
+    assert used == "keyframe" and end is far and note is None and warning is None
+
+
+def test_end_none_gives_no_end_image_even_with_a_keyframe_that_differs(story_path):
+    _story, _scene, run, _ = _prompt(story_path, 1)
+    _record_previous(run, "a", 1, last_frame=np.zeros((h.HEIGHT, h.WIDTH, 3), np.float32))
+    _story, scene, run, _keyframe = _prompt(story_path, 2)
+    node = h.node("GemDirectChainStart")
+    assert node.start(run, scene, "crop", "from story", "none")[1] is None
+    assert _started(run)["flf2v_end"] == "none" and _started(run)["end_note"] == "end_image is 'none': image-to-video"
+    assert _warnings(run) == []
+
+
+@pytest.mark.parametrize(("index", "mode", "why"), [
+    (3, "keyframe", "end_image 'keyframe' asked for, but the scene has no keyframe"),
+    (3, "next scene's keyframe", "end_image 'next scene's keyframe' asked for, but it is the last scene"),
+    (2, "next scene's keyframe", "end_image 'next scene's keyframe' asked for, but the next scene 'c' has no keyframe"),
+])
+def test_an_asked_end_image_that_does_not_exist_gives_none_with_a_warning(story_path, index, mode, why):
+    _story, _scene, run, _ = _prompt(story_path, 1)
+    _story, scene, run, _ = _prompt(story_path, index)
+    _start, end_image, _source = h.node("GemDirectChainStart").start(run, scene, "crop", "off", mode)
+    assert end_image is None
+    started = _started(run)
+    assert started["flf2v_end"] == "none" and started.get("end_sha256") is None
+    assert started["end_warning"].startswith(why) and started["end_warning"].endswith("no end image (image-to-video)")
+    assert any(text.startswith(why) for text in _warnings(run))
+
+
+def test_a_next_keyframe_deleted_after_loading_is_a_clear_error(story_path):
+    _story, scene, run, _ = _prompt(story_path, 1)
+    os.remove(scene.next_keyframe)
+    with pytest.raises(start.ChainError, match=r"scene 'a': the next scene's keyframe .*kf/b.png is missing .* "
+                                               "set end_image to another mode"):
+        h.node("GemDirectChainStart").start(run, scene, "crop", "from story", "next scene's keyframe")
 
 
 def test_pad_fits_a_wide_keyframe_inside_black_bars_without_stretching(story_path):
@@ -82,17 +179,19 @@ def test_scene_2_starts_exactly_on_scene_1s_saved_last_frame(story_path):
     saved = pack_module("nodes.video.images").load_png(ledger.scene_paths(run, "a").last_frame)
     assert source == "previous-scene"
     assert torch.equal(start_image[0], saved)
-    assert torch.equal(end_image, keyframe)  # FLF2V: end where the story wants to be
+    assert torch.equal(end_image, keyframe)  # FLF2V under auto: end where the story wants to be
+    assert _started(run2)["flf2v_end"] == "keyframe"
 
 
-def test_a_scene_without_keyframe_ends_where_it_starts(story_path):
+def test_a_chained_scene_without_keyframe_gets_no_end_image_not_its_start(story_path):
     _story, _scene, run, _ = _prompt(story_path, 1)
     _record_previous(run, "a", 1, last_frame=np.full((h.HEIGHT, h.WIDTH, 3), 0.25, np.float32))
     _record_previous(run, "b", 2, last_frame=np.full((h.HEIGHT, h.WIDTH, 3), 0.75, np.float32))
     _story, scene, run, _ = _prompt(story_path, 3)
     start_image, end_image, source = h.node("GemDirectChainStart").start(run, scene, "crop", "from story")
-    assert source == "previous-scene" and torch.equal(start_image, end_image)
+    assert source == "previous-scene" and end_image is None
     assert start_image.mean().item() == pytest.approx(191 / 255)
+    assert "the scene has no keyframe" in _started(run)["end_note"]
 
 
 @pytest.mark.parametrize("case", ["not rendered", "failed", "last frame missing"])
@@ -130,7 +229,7 @@ def test_chain_off_starts_from_the_keyframe_and_on_chains_a_scene_the_story_does
 def test_a_scene_with_neither_keyframe_nor_chain_starts_from_mid_grey(story_path):
     _story, scene, run, _ = _prompt(story_path, 3)
     start_image, end_image, source = h.node("GemDirectChainStart").start(run, scene, "crop", "off")
-    assert source == "none" and torch.all(start_image == 0.5) and torch.equal(start_image, end_image)
+    assert source == "none" and torch.all(start_image == 0.5) and end_image is None
 
 
 # --------------------------------------------------------------------------- bad input
@@ -173,7 +272,10 @@ def test_a_scene_that_moved_in_the_story_is_refused(story_path):
         start.chain_start(run, moved)
 
 
-def test_unknown_fit_and_chain_values_are_named():
+def test_unknown_fit_chain_and_end_image_values_are_named():
+    with pytest.raises(start.ChainError, match="end_image 'start' is not one of auto, keyframe, next scene's "
+                                               "keyframe, none"):
+        start.chain_start(None, None, end_mode="start")
     with pytest.raises(start.ChainError, match="chain 'sometimes' is not one of from story, on, off"):
         start.chain_start(None, None, chain="sometimes")
     with pytest.raises(start.ChainError, match="fit 'stretch' is not one of crop, pad"):

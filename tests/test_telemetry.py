@@ -55,7 +55,8 @@ def test_every_field_telemetry_md_lists_is_there_with_its_exact_name():
             "AttemptsRun", "Video", "Telemetry"} <= _fields(t.SceneTelemetry)
     assert _fields(t.VideoTelemetry) == {"Path", "DurationSeconds", "Status", "UpdatedAt", "Error"}
     assert _fields(t.SceneRunTelemetry) == {"QueueStart", "QueueEnd", "DurationSeconds", "GPU", "System",
-                                            "FLF2VEnabled", "FLF2VSource", "FLF2VFallback", "BookendSimilarity"}
+                                            "FLF2VEnabled", "FLF2VSource", "FLF2VFallback", "BookendSimilarity",
+                                            "FLF2VEnd", "StartMatch"}
     assert _fields(t.GPUTelemetry) == {"Name", "Type", "Index", "VramTotal", "VramFreeBefore", "VramFreeAfter",
                                        "VramDelta", "VramBeforeMB", "VramAfterMB", "VramDeltaMB", "VramPeakMB"}
     assert _fields(t.SystemTelemetry) == {"Before", "After", "FallbackNotes"}

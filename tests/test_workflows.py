@@ -206,7 +206,7 @@ def test_checker_reports_output_slots_unlike_the_node(preview, schemas):
     node(preview, 2)["outputs"].pop()
     found = problems_of(preview, schemas)
     assert "node 1 (GemDirectStoryLoader): output 1 'scene_count' is typed 'FLOAT', the node says 'INT'" in found
-    assert "node 2 (GemDirectSceneSelect): 10 output slot(s) but the node has 11" in found
+    assert "node 2 (GemDirectSceneSelect): 11 output slot(s) but the node has 12" in found
 
 
 def test_reroute_is_followed_to_the_real_origin(preview, schemas):

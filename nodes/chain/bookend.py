@@ -9,6 +9,10 @@ Two measures, side by side:
   2004), -1..1: structure and contrast, which the pixel score cannot see (a frame and a blurred
   copy score high on pixels and lower on SSIM).
 
+The **start match** (:func:`start_match`) is the check that can fail: a chained scene's first frame
+against the start image Chain Start gave it, PSNR (RGB, 8-bit values) and SSIM (luma), verdict
+``fail`` below START_MATCH_MIN_PSNR dB (docs/chaining.md says why 28).
+
 Pure numpy; frames are [H,W,3] float 0..1 or uint8 (numpy or torch), both of the same size.
 """
 
@@ -19,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import psnr as peak_snr
 from ..metrics import ssim as structural_similarity
 from ..run.records import bookend_similarity, bookend_status
 from ..video.convert import to_uint8
 
 PIXEL_METHOD = "pixel"
+START_MATCH_MIN_PSNR = 28.0  # dB; a VAE/codec round trip of the start image stays above it, other content below
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
@@ -78,3 +84,28 @@ def compare_bookends(previous_last: Any, first: Any) -> BookendResult:
     """Score the previous scene's last frame against this scene's first (each [H,W,3], same size)."""
     score = round(pixel_score(previous_last, first), 2)
     return BookendResult(score=score, status=bookend_status(score), ssim=ssim(previous_last, first))
+
+
+@dataclass(frozen=True)
+class StartMatch:
+    """A scene's first frame against the start image it was given: PSNR (dB), SSIM and the verdict."""
+
+    psnr: float
+    ssim: float
+    threshold: float
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.psnr >= self.threshold else "fail"
+
+    def telemetry(self) -> dict[str, Any]:
+        """The ``StartMatch`` block of the scene's Telemetry."""
+        return {"PSNR": round(self.psnr, 2), "SSIM": round(self.ssim, 4), "Verdict": self.verdict,
+                "Threshold": self.threshold}
+
+
+def start_match(start: Any, first: Any, threshold: float = START_MATCH_MIN_PSNR) -> StartMatch:
+    """PSNR and SSIM of a scene's ``first`` frame against its ``start`` image (each [H,W,3], same size)."""
+    given, made = _pair(start, first)
+    return StartMatch(psnr=peak_snr(given, made), ssim=structural_similarity(given @ LUMA, made @ LUMA),
+                      threshold=float(threshold))

@@ -8,7 +8,7 @@ from typing import Any
 from .. import comfy
 from ..story.keyframe import FIT_MODES
 from . import states
-from .start import CHAIN_CHOICES, CHAIN_FROM_STORY
+from .start import CHAIN_CHOICES, CHAIN_FROM_STORY, END_AUTO, END_CHOICES
 
 REQUIRES = ("numpy", "PIL", "av", "pydantic")
 log = logging.getLogger("gemdirect")
@@ -33,8 +33,9 @@ class GemDirectChainStart:
     OUTPUT_TOOLTIPS = (
         "Where this scene starts: the previous scene's last frame (chained) or the scene's keyframe. "
         "Feed it to WanFirstLastFrameToVideo's start_image or Wan22ImageToVideoLatent's start_image.",
-        "Where the story wants the scene to end: its keyframe (the start image when it has none). "
-        "Feed it to WanFirstLastFrameToVideo's end_image.",
+        "Where the scene should end, by the end_image widget, or nothing (None) for no end image: "
+        "WanFirstLastFrameToVideo's end_image is optional, so it then runs as image-to-video. "
+        "Recorded as FLF2VEnd in the telemetry.",
         "keyframe, previous-scene or none (mid-grey start): recorded as FLF2VSource in the telemetry.",
     )
     DESCRIPTION = ("Chains scene N to scene N-1 through the run ledger (FLF2V). Falls back to the keyframe when "
@@ -56,6 +57,13 @@ class GemDirectChainStart:
                     "tooltip": "from story: chain when the scene's chain setting is on (the first scene never "
                     "chains). on: chain anyway. off: always start from the keyframe.",
                 }),
+                "end_image": (list(END_CHOICES), {
+                    "default": END_AUTO,
+                    "tooltip": "The image the scene ends on (FLF2V). auto: the scene's keyframe when it differs "
+                    "from the start image, else none. keyframe: the scene's keyframe. next scene's keyframe: "
+                    "head for where the next scene begins. none: no end image (image-to-video). A mode that "
+                    "finds no image gives none and says so; an end equal to the start is never used silently.",
+                }),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
@@ -64,20 +72,28 @@ class GemDirectChainStart:
     def IS_CHANGED(cls, **_inputs):
         return float("nan")  # the previous scene's files on disk decide: look on every prompt
 
-    def start(self, run: Any, scene: Any, fit: str = "crop", chain: str = CHAIN_FROM_STORY, unique_id=None):
-        from .start import begin_scene, chain_start
+    def start(self, run: Any, scene: Any, fit: str = "crop", chain: str = CHAIN_FROM_STORY,
+              end_image: str = END_AUTO, unique_id=None):
+        from .start import begin_scene, chain_start, describe_start
 
         states.send_scene_state(run, scene, states.QUEUED)
         try:
-            result = chain_start(run, scene, fit=fit, chain=chain)
+            result = chain_start(run, scene, fit=fit, chain=chain, end_mode=end_image)
             begin_scene(run, scene, result, fit=fit)
         except Exception as exc:
             states.send_scene_state(run, scene, states.FAILED, error=str(exc))
             raise
         if result.fallback:
             log.warning("[gemDirect] scene '%s' not chained: %s", scene.id, result.fallback)
-        states.send_scene_state(run, scene, states.RENDERING, source=result.source, fallback=result.fallback)
-        return (_image(result.start), _image(result.end), result.source)
+        if result.end_warning:
+            log.warning("[gemDirect] scene '%s': %s", scene.id, result.end_warning)
+        report = describe_start(scene, result)
+        log.info("[gemDirect] %s", report.replace("\n", " | "))
+        states.send_scene_state(run, scene, states.RENDERING, source=result.source, fallback=result.fallback,
+                                flf2v_end=result.flf2v_end, end_note=result.end_note,
+                                end_warning=result.end_warning, report=report)
+        end = _image(result.end) if result.end is not None else None
+        return (_image(result.start), end, result.source)
 
 
 class GemDirectSceneSave:

@@ -35,13 +35,15 @@ from ..video.encode import encode_video
 from ..video.images import load_png, save_png
 from ..video.probe import VideoInfo
 from . import states
-from .bookend import BookendResult, compare_bookends
+from .bookend import BookendResult, StartMatch, compare_bookends, start_match
 from .drift import Drift, as_frames, measure_drift
 from .start import (
     SCENE_STAGE,
     SOURCE_NONE,
+    SOURCE_PREVIOUS,
     check_scene_in_run,
     fit_pixels,
+    image_sha256,
     keyframe_image,
     previous_last_frame,
 )
@@ -221,13 +223,33 @@ def _bookend(run: ledger.Run, scene: Any, previous_id: str | None, first: np.nda
     return compare_bookends(previous, first), None
 
 
+def _start_match(run: ledger.Run, start_event: Mapping[str, Any] | None, first: np.ndarray, fit: str) -> tuple[
+        StartMatch | None, str | None]:
+    """A chained scene's first frame (uint8 [H,W,3]) against the start file of Chain Start's event; or a note
+    why it cannot be measured. None, None for a scene that was not chained."""
+    if start_event is None or start_event.get("flf2v_source") != SOURCE_PREVIOUS:
+        return None, None
+    name = start_event.get("start_file")
+    path = name if not name or os.path.isabs(name) else os.path.join(run.run_dir, name)
+    if not path or not os.path.isfile(path):
+        return None, f"no start match: the start image {name} Chain Start used is gone"
+    start = fit_pixels(load_png(path, dtype="uint8", as_torch=False), first.shape[1], first.shape[0],
+                       start_event.get("fit") or fit)
+    note = None
+    if start_event.get("start_sha256") and start.shape == first.shape \
+            and image_sha256(start) != start_event["start_sha256"]:
+        note = f"start match: {name} changed since Chain Start read it (measured against the file as it is now)"
+    return start_match(start, first), note
+
+
 def _failure_record(run: ledger.Run, scene: Any, paths: ledger.ScenePaths, stage: measure.StageMeasurement,
                     start_event: Mapping[str, Any] | None, models: Sequence[str], error: str) -> None:
     source, fallback, notes = _chain_facts(start_event)
     record = records.scene_record(
         **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
         video_status="error", video_error=error, success=False, errors=[error], models=models,
-        telemetry=records.run_telemetry(stage, flf2v_source=source, flf2v_fallback=fallback, fallback_notes=notes),
+        telemetry=records.run_telemetry(stage, flf2v_source=source, flf2v_fallback=fallback, fallback_notes=notes,
+                                        flf2v_end=start_event.get("flf2v_end") if start_event else None),
     )
     ledger.record_scene(run, record)
 
@@ -270,7 +292,8 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
         run, scene, states.DONE, video=result.record["Video"]["Path"], frames=result.video.frames,
         flf2v_source=result.record["Telemetry"]["FLF2VSource"],
         bookend=result.bookend.extra() if result.bookend else None,
-        drift=result.drift.extra(),
+        drift=result.drift.extra(), flf2v_end=result.record["Telemetry"].get("FLF2VEnd"),
+        start_match=result.record["Telemetry"].get("StartMatch"),
         duration_seconds=result.record["Telemetry"]["DurationSeconds"], attempt=result.record["AttemptsRun"],
     )
     return result
@@ -315,6 +338,14 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         warnings.append(f"not chained: {fallback}")  # the text Chain Start warned with, so it appears once
     if bookend_note:
         notes.append(bookend_note)
+    match, match_note = _start_match(run, start_event, to_uint8(clip[0]), fit)
+    notes += [match_note] if match_note else []
+    if match is not None and match.verdict == "fail":
+        warnings.append(f"start match {match.psnr:.1f} dB (fail, below {match.threshold:g} dB): the first frame is "
+                        f"not the start image it was given (SSIM {match.ssim:.2f}); the join with "
+                        f"'{previous_id}' will jump")
+    if start_event is not None and start_event.get("end_warning"):
+        warnings.append(str(start_event["end_warning"]))  # Chain Start's words, so the record says it too
 
     stage = close_stage(run, scene.id, start_event, save_start)
     fields = records.scene_plan_fields(scene)
@@ -334,17 +365,19 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         **fields, video_path=ledger.relative_path(run, paths.video), video_status="ready",
         video_duration=video.duration, models=models, extra=extra,
         telemetry=records.run_telemetry(stage, flf2v_source=source, flf2v_fallback=fallback,
-                                        bookend=bookend.telemetry() if bookend else None, fallback_notes=notes),
+                                        bookend=bookend.telemetry() if bookend else None, fallback_notes=notes,
+                                        flf2v_end=start_event.get("flf2v_end") if start_event else None,
+                                        start_match=match.telemetry() if match else None),
     )
     checked = ledger.record_scene(run, record)
-    report = describe_save(scene, checked, bookend, drift, drift_after)
+    report = describe_save(scene, checked, bookend, drift, drift_after, start_event)
     return SceneSaveResult(record=checked, paths=paths, video=video, frames=clip, bookend=bookend, drift=drift,
                            drift_after_match=drift_after, preview=preview_entry(paths.video), report=report,
                            warnings=warnings)
 
 
 def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult | None, drift: Drift | None,
-                  drift_after: Drift | None) -> str:
+                  drift_after: Drift | None, start_event: Mapping[str, Any] | None = None) -> str:
     """A few lines for the node's text output."""
     telemetry = record["Telemetry"]
     lines = [
@@ -353,7 +386,11 @@ def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult 
         f"{telemetry['DurationSeconds']:.1f} s)",
         f"FLF2V: {telemetry['FLF2VSource']}" + (f" (fallback: {telemetry['FLF2VFallback']})"
                                                  if telemetry["FLF2VFallback"] else ""),
+        f"FLF2V end: {telemetry.get('FLF2VEnd') or 'unknown (no Chain Start)'}"
+        + (f" ({start_event['end_note']})" if start_event and start_event.get("end_note") else ""),
         "Bookend: " + (f"{bookend.score:.1f} ({bookend.status}), SSIM {bookend.ssim:.3f}" if bookend else "none"),
+        "Start match: " + (f"PSNR {m['PSNR']:.1f} dB, SSIM {m['SSIM']:.3f} ({m['Verdict']}, threshold "
+                           f"{m['Threshold']:g} dB)" if (m := telemetry.get("StartMatch")) else "none (not chained)"),
         f"Drift vs {drift.reference}: mean dE {drift.mean_delta_e:.2f}, last frame dE "
         f"{drift.last_frame_delta_e:.2f}" + (f"; after colour match {drift_after.mean_delta_e:.2f}" if drift_after
                                              else ""),

@@ -82,11 +82,13 @@ def bookend_similarity(score: float | None, method: str = "pixel", status: str |
 
 def run_telemetry(stage: Any, *, flf2v_source: str, flf2v_enabled: bool | None = None,
                   flf2v_fallback: str | None = None, bookend: Mapping[str, Any] | None = None,
-                  fallback_notes: Iterable[str] = ()) -> dict[str, Any]:
+                  fallback_notes: Iterable[str] = (), flf2v_end: str | None = None,
+                  start_match: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The scene's ``Telemetry`` block from a finished :class:`measure.StageMeasurement`.
 
     flf2v_source: ``keyframe``, ``previous-scene`` or ``none``; FLF2VEnabled defaults to
-    "started from the previous scene".
+    "started from the previous scene". flf2v_end: ``keyframe``, ``next-keyframe``, ``none`` (None:
+    unknown). start_match: the ``StartMatch`` block (chained scenes).
     """
     return {
         "QueueStart": stage.started_at,
@@ -98,6 +100,8 @@ def run_telemetry(stage: Any, *, flf2v_source: str, flf2v_enabled: bool | None =
         "FLF2VSource": flf2v_source,
         "FLF2VFallback": flf2v_fallback,
         "BookendSimilarity": dict(bookend) if bookend else None,
+        "FLF2VEnd": flf2v_end,
+        "StartMatch": dict(start_match) if start_match else None,
     }
 
 

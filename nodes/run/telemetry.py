@@ -120,6 +120,13 @@ class BookendTelemetry(_Model):
     Status: Literal["pass", "warn", "fail"] = Field(description="fail below 25, warn below 35 (pixel score)")
 
 
+class StartMatchTelemetry(_Model):
+    PSNR: float = Field(ge=0, description="dB, first frame against the start image it was given (RGB, 8-bit)")
+    SSIM: float = Field(ge=-1, le=1, description="structural similarity of the same pair (luma)")
+    Verdict: Literal["pass", "fail"] = Field(description="fail when PSNR is below Threshold")
+    Threshold: float = Field(description="PSNR in dB below which the scene did not start on its start image")
+
+
 class SceneRunTelemetry(_Model):
     QueueStart: IsoTime
     QueueEnd: IsoTime
@@ -131,6 +138,11 @@ class SceneRunTelemetry(_Model):
     FLF2VFallback: str | None = Field(description="why the scene was not chained, null when it was")
     BookendSimilarity: BookendTelemetry | None = Field(
         description="last frame of the previous scene against this scene's first; null for the first scene")
+    FLF2VEnd: Literal["keyframe", "next-keyframe", "none"] | None = Field(
+        None, description="the end image the scene was given (Chain Start's end_image); none: image-to-video; "
+        "null when Chain Start did not run")
+    StartMatch: StartMatchTelemetry | None = Field(
+        None, description="chained scenes: the first frame against the start image it was given; null otherwise")
 
 
 class SceneTelemetry(_Model):

@@ -29,6 +29,9 @@ Width = Annotated[int, Field(ge=64, le=4096, description="frame width in pixels"
 Height = Annotated[int, Field(ge=64, le=4096, description="frame height in pixels")]
 Cfg = Annotated[float, Field(ge=1.0, le=20.0, description="classifier-free guidance; WAN 2.2 likes about 5.2")]
 Steps = Annotated[int, Field(ge=1, le=150, description="sampling steps; 12 to 20 is the useful range")]
+SplitStep = Annotated[int, Field(ge=1, le=149, description=(
+    "two-expert models (WAN 2.2 14B): the step where the high-noise expert hands over to the low-noise one, "
+    "1..steps-1; default half the steps"))]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="sampler seed")]
 Duration = Annotated[float, Field(gt=0.0, le=600.0, description="seconds")]
 Frames = Annotated[int, Field(ge=1, le=4001, description="frame count, rounded to 4n+1")]
@@ -85,6 +88,7 @@ class Defaults(_Model):
     fps: FpsValue | None = None
     cfg: Cfg | None = None
     steps: Steps | None = None
+    split_step: SplitStep | None = None
     seed: Seed | None = None
     sampler: str | None = None
     scheduler: str | None = None
@@ -112,6 +116,7 @@ class Scene(_Model):
     seed: Seed | None = None
     cfg: Cfg | None = None
     steps: Steps | None = None
+    split_step: SplitStep | None = None
     width: Width | None = None
     height: Height | None = None
     keyframe: RelPath | None = None

@@ -140,9 +140,9 @@ class GemDirectSceneSelect:
 
     CATEGORY = "gemDirect/story"
     FUNCTION = "select"
-    RETURN_TYPES = ("SCENE", "STRING", "STRING", "INT", "FLOAT", "INT", "INT", "INT", "INT", "FLOAT", "IMAGE")
+    RETURN_TYPES = ("SCENE", "STRING", "STRING", "INT", "FLOAT", "INT", "INT", "INT", "INT", "FLOAT", "IMAGE", "INT")
     RETURN_NAMES = ("scene", "positive", "negative", "seed", "cfg", "steps", "width", "height", "length",
-                    "fps", "keyframe")
+                    "fps", "keyframe", "split_step")
     OUTPUT_TOOLTIPS = (
         "The scene's full plan, for the chain, save and render nodes.",
         "Positive prompt (to CLIP Text Encode).",
@@ -155,6 +155,8 @@ class GemDirectSceneSelect:
         "Frame count, 4n+1 as WAN needs.",
         "Frames per second of this scene.",
         "The scene's keyframe fitted to width x height (cover and centre crop), or mid-grey if it has none.",
+        "Two-expert WAN 2.2 14B: the step where the high-noise sampler stops (its end_at_step) and the "
+        "low-noise one starts (its start_at_step). Half the steps unless the scene, preset or story sets split_step.",
     )
     DESCRIPTION = "Selects one scene by its 1-based position; with 'increment' the batch count walks the story."
 
@@ -181,7 +183,7 @@ class GemDirectSceneSelect:
             frame = grey_frame(scene.width, scene.height)
         keyframe = torch.from_numpy(frame).unsqueeze(0).to(comfy.intermediate_device())
         return (scene, scene.prompt, scene.negative, scene.seed, scene.cfg, scene.steps, scene.width, scene.height,
-                scene.length, float(scene.fps), keyframe)
+                scene.length, float(scene.fps), keyframe, scene.split_step)
 
 
 def pick_scene(story: LoadedStory, scene_index: int) -> ScenePlan:

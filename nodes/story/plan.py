@@ -8,10 +8,15 @@ Rules (documented in docs/story.md):
   5B), at least one multiple.
 - CFG >= 6 warns (WAN 2.2 turns frames black); steps outside 12..20 warn; a scene longer than the
   model was trained for warns.
+- Split step (two-expert WAN 2.2 14B: high-noise expert for steps 0..split, low-noise for the rest):
+  the scene's ``split_step``, else the preset's, else the story's default, else half the steps
+  (rounded, halves up: 20 -> 10, 15 -> 8). It must lie in 1..steps-1 (an error naming the field
+  that set it); with 1 step there is no split and the default is 1 (the low-noise expert gets none).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -72,6 +77,7 @@ class ScenePlan:
     seed: int
     cfg: float
     steps: int
+    split_step: int  # two-expert models: high-noise expert for steps [0, split_step), low-noise after
     sampler: str
     scheduler: str
     shift: float
@@ -87,6 +93,8 @@ class ScenePlan:
     chain: bool  # start from the previous scene's last frame (FLF2V)
     model_profile: str
     warnings: tuple[str, ...]
+    next_scene: str | None = None  # id of the scene after this one in play order (None for the last)
+    next_keyframe: str | None = None  # absolute path of the next scene's keyframe, if it has one
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,11 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def default_split_step(steps: int) -> int:
+    """Half the steps, rounded with halves up (20 -> 10, 15 -> 8), at least 1."""
+    return max(1, (int(steps) + 1) // 2)
+
+
 def _plan_scene(
     index: int, scene: Scene, story: Story, preset: Preset | None, profile: ModelProfile, slug: str, story_dir: str
 ) -> tuple[ScenePlan, list[StoryIssue]]:
@@ -222,6 +235,18 @@ def _plan_scene(
         )
 
     issues: list[StoryIssue] = []
+    split_step, split_field = _first(
+        (scene.split_step, f"{where}.split_step") if scene.split_step is not None else None,
+        (preset.split_step, f"presets/{preset.name}.json split_step")
+        if preset and preset.split_step is not None else None,
+        (d.split_step, "defaults.split_step") if d.split_step is not None else None,
+        (default_split_step(steps), None))
+    if split_field is not None and not 1 <= split_step <= steps - 1:
+        scene_note = "" if split_field.startswith(where) else f" for {where} ('{scene.id}')"
+        issues.append(StoryIssue(split_field, (
+            f"{split_step} is outside 1..{steps - 1}{scene_note}, which has {steps} steps: the high-noise expert "
+            f"runs steps 0 to split_step, the low-noise one the rest; use 1 to {steps - 1}, or leave split_step "
+            f"out for half the steps ({default_split_step(steps)})")))
     keyframe = resolve_in_folder(story_dir, scene.keyframe, f"{where}.keyframe") if scene.keyframe else None
     control = None
     if scene.control:
@@ -250,6 +275,7 @@ def _plan_scene(
         seed=int(_first(scene.seed, d.seed, stable_seed(slug, scene.id))),
         cfg=cfg,
         steps=steps,
+        split_step=int(split_step),
         sampler=_first(preset.sampler if preset else None, d.sampler, "euler"),
         scheduler=_first(preset.scheduler if preset else None, d.scheduler, "simple"),
         shift=float(_first(preset.shift if preset else None, d.shift, DEFAULT_SHIFT)),
@@ -305,6 +331,8 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
         scenes.append(plan)
         issues.extend(scene_issues)
     issues.extend(_check_transitions(scenes))
+    scenes = [dataclasses.replace(scene, next_scene=following.id, next_keyframe=following.keyframe)
+              for scene, following in itertools.pairwise(scenes)] + scenes[-1:]
     if issues:
         raise StoryError(loaded.path, issues)
     post = PostPlan(
@@ -365,7 +393,7 @@ def describe_plan(plan: StoryPlan) -> str:
         transition = s.transition.kind + (f" {s.transition.frames}f" if s.transition.frames else "")
         lines.append(
             f"  {s.index:>2}. {s.id:<16} {s.width}x{s.height} {s.length:>4} frames @ {float(s.fps):g} fps "
-            f"({s.duration_seconds:.2f} s) seed={s.seed} cfg={s.cfg:g} steps={s.steps} "
+            f"({s.duration_seconds:.2f} s) seed={s.seed} cfg={s.cfg:g} steps={s.steps} split={s.split_step} "
             f"keyframe={'yes' if s.keyframe else 'no'} chain={'on' if s.chain else 'off'} -> {transition}"
         )
     warnings = list(plan.warnings) + [w for s in plan.scenes for w in s.warnings]

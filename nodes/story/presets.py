@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .load import field_path
-from .model import Cfg, Frames, Height, Shift, Steps, Transition, Width
+from .model import Cfg, Frames, Height, Shift, SplitStep, Steps, Transition, Width
 from .profiles import PROFILES
 
 PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "presets")
@@ -71,6 +71,7 @@ class Preset(_Strict):
     height: Height
     frames: Frames = Field(description="scene length when a scene gives neither duration nor frames")
     steps: Steps
+    split_step: SplitStep | None = None
     cfg: Cfg
     sampler: str
     scheduler: str
