@@ -163,6 +163,74 @@ def test_a_bad_bookend_is_scored_and_warned_about(story_path):
     assert any("bookend" in w and "the join will jump" in w for w in record["Warnings"])
 
 
+def test_a_scene_that_shares_nothing_with_its_start_fails_the_start_match_the_bookend_passes(story_path,
+                                                                                           scene_events):
+    h.run_scene(story_path, 1)
+
+    def unrelated(start_image, _end_image):
+        """Frames of seeded noise around the start image's mean: nothing of its picture, similar brightness."""
+        rng = np.random.default_rng(19)
+        noise = rng.random((h.FRAMES, h.HEIGHT, h.WIDTH, 3)).astype(np.float32) * 0.5 - 0.25
+        return (torch.from_numpy(noise) + start_image.mean()).clamp(0, 1)
+
+    result = h.run_scene(story_path, 2, renderer=unrelated)
+    record = ledger.read_scene(result["run"], "b")
+    telemetry = record["Telemetry"]
+    assert telemetry["FLF2VSource"] == "previous-scene"
+    # the gemDirect1 pixel score is fooled by matching brightness; the start match is not
+    assert telemetry["BookendSimilarity"]["Status"] == "pass"
+    match = telemetry["StartMatch"]
+    assert match["Verdict"] == "fail" and match["Threshold"] == 28.0
+    assert match["PSNR"] < 20 and abs(match["SSIM"]) < 0.2
+    assert any(w.startswith("start match") and "not the start image it was given" in w for w in record["Warnings"])
+    report = result["saved"]["result"][2]
+    assert f"Start match: PSNR {match['PSNR']:.1f} dB" in report and "(fail, threshold 28 dB)" in report
+    done = [e for e in scene_events if e["state"] == "done" and e["scene"] == "b"][-1]
+    assert done["start_match"] == match  # the panel's seam badge reads it from the scene event
+
+
+def test_a_chained_scene_that_starts_on_its_start_image_passes_the_start_match(story_path, scene_events):
+    first = h.run_scene(story_path, 1)
+    assert first["end"] is None  # scene 1 starts on its keyframe: auto gives no end image
+    assert ledger.read_scene(first["run"], "a")["Telemetry"]["StartMatch"] is None  # not chained: nothing to check
+
+    def through_a_codec(start_image, end_image):
+        """The stand-in render with its first frame through an 8-bit JPEG (q 90): a lossy round trip."""
+        import io
+
+        from PIL import Image
+
+        frames = h.render(start_image, end_image)
+        buffer = io.BytesIO()
+        Image.fromarray((frames[0].numpy() * 255).round().astype(np.uint8)).save(buffer, "JPEG", quality=90)
+        frames[0] = torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB")).astype(np.float32) / 255)
+        return frames
+
+    exact = h.run_scene(story_path, 2)
+    match = ledger.read_scene(exact["run"], "b")["Telemetry"]["StartMatch"]
+    assert match == {"PSNR": 100.0, "SSIM": 1.0, "Verdict": "pass", "Threshold": 28.0}
+    lossy = h.run_scene(story_path, 2, renderer=through_a_codec)
+    match = ledger.read_scene(lossy["run"], "b")["Telemetry"]["StartMatch"]
+    assert match["Verdict"] == "pass" and 28.0 <= match["PSNR"] < 100 and match["SSIM"] > 0.9
+    assert "Start match: PSNR" in lossy["saved"]["result"][2] and "(pass" in lossy["saved"]["result"][2]
+
+
+def test_scene_1_of_the_demo_gets_no_end_image_under_auto_or_the_next_keyframe_when_asked(comfy_home):
+    loader = h.node("GemDirectStoryLoader")
+    loader.INPUT_TYPES()  # lists the stories: installs the demo
+    demo = comfy_home / "input" / "gemdirect" / "demo" / "story.json"
+    for mode, expected in (("auto", "none"), ("next scene's keyframe", "next-keyframe")):
+        result = h.run_scene(demo, 1, end_image=mode)
+        telemetry = ledger.read_scene(result["run"], result["scene"].id)["Telemetry"]
+        assert telemetry["FLF2VEnd"] == expected
+        if expected == "none":
+            assert result["end"] is None
+        else:
+            assert result["end"].shape == result["start"].shape
+            assert not torch.allclose(result["end"], result["start"], atol=1 / 255)  # never its own start
+        assert f"FLF2V end: {expected}" in result["saved"]["result"][2]
+
+
 def test_models_are_read_from_the_prompts_widget_values_only():
     assert save.prompt_models(h.PROMPT) == ["wan2.2_i2v_high_noise_14B_Q4_K_M.gguf",
                                             "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors",

@@ -186,3 +186,70 @@ def test_content_hash_is_of_the_bytes_that_were_validated(tmp_path):
     path = write_story(tmp_path / "s", base_story())
     loaded = plan.load_and_plan(path)
     assert loaded.content_hash == hashlib.sha256(path.read_bytes()).hexdigest() == plan.file_digest(str(path))
+
+
+# --------------------------------------------------------------------------- expert split step
+
+
+@pytest.mark.parametrize(("steps", "split"), [(16, 8), (20, 10), (15, 8), (12, 6), (2, 1), (1, 1)])
+def test_split_step_defaults_to_half_the_steps_rounded(tmp_path, steps, split):
+    story = base_story()
+    story["defaults"]["steps"] = steps
+    assert {s.split_step for s in _plan(tmp_path, story).scenes} == {split}
+
+
+def test_cinematic_20_steps_split_at_10_not_8(tmp_path):
+    assert [s.split_step for s in _plan(tmp_path, base_story(), "cinematic").scenes] == [10, 10, 10]
+
+
+def test_split_step_layers_story_default_preset_scene(tmp_path, monkeypatch):
+    story = base_story()
+    story["defaults"].update({"steps": 20, "split_step": 6})
+    story["scenes"][1]["split_step"] = 14
+    a, b, _c = _plan(tmp_path, story).scenes
+    assert (a.split_step, b.split_step) == (6, 14)
+    data = json.loads((REPO_ROOT / "presets" / "cinematic.json").read_text(encoding="utf-8"))
+    data["split_step"] = 12
+    (tmp_path / "cinematic.json").write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(plan, "load_preset", lambda name: presets.load_preset(name, str(tmp_path)))
+    a, b, _c = _plan(tmp_path, story, "cinematic").scenes
+    assert (a.split_step, b.split_step) == (12, 14)  # the preset beats the story, the scene beats both
+
+
+@pytest.mark.parametrize(("where", "value", "field", "words"), [
+    ("scene", 16, "scenes[0].split_step", "16 is outside 1..15, which has 16 steps"),
+    ("defaults", 40, "defaults.split_step", "40 is outside 1..15 for scenes[0] ('a'), which has 16 steps"),
+])
+def test_a_split_step_outside_the_steps_names_the_field(tmp_path, where, value, field, words):
+    story = base_story()
+    (story["scenes"][0] if where == "scene" else story["defaults"])["split_step"] = value
+    with pytest.raises(load.StoryError) as caught:
+        _plan(tmp_path, story)
+    message = str(caught.value)
+    assert f"{field}: {words}" in message and "use 1 to 15, or leave split_step out for half the steps (8)" in message
+
+
+def test_a_preset_split_step_too_large_for_a_scene_names_the_preset_file(tmp_path, monkeypatch):
+    data = json.loads((REPO_ROOT / "presets" / "cinematic.json").read_text(encoding="utf-8"))
+    data["split_step"] = 18
+    (tmp_path / "cinematic.json").write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(plan, "load_preset", lambda name: presets.load_preset(name, str(tmp_path)))
+    story = base_story()
+    story["scenes"][2]["steps"] = 12
+    with pytest.raises(load.StoryError, match=r"presets/cinematic.json split_step: 18 is outside 1..11 for "
+                                              r"scenes\[2\] \('c'\), which has 12 steps"):
+        _plan(tmp_path, story, "cinematic")
+
+
+def test_split_step_zero_or_a_float_is_refused_by_the_model(tmp_path):
+    for bad, words in ((0, "0 is below the minimum 1"), (7.5, "7.5 should be a whole number")):
+        story = base_story()
+        story["scenes"][0]["split_step"] = bad
+        with pytest.raises(load.StoryError, match=rf"scenes\[0\]\.split_step.*{words}"):
+            _plan(tmp_path, story)
+
+
+def test_plan_knows_the_next_scene_and_its_keyframe(tmp_path):
+    a, b, c = _plan(tmp_path, base_story()).scenes
+    assert (a.next_scene, b.next_scene, c.next_scene) == (b.id, c.id, None)
+    assert a.next_keyframe == b.keyframe and c.next_keyframe is None
