@@ -90,6 +90,7 @@ def test_scene_select_outputs_plain_values_and_a_fitted_keyframe(comfy_home):
     assert (values["width"], values["height"], values["length"]) == (832, 480, 49)
     assert values["fps"] == 16.0 and isinstance(values["fps"], float)
     assert isinstance(values["seed"], int) and isinstance(values["cfg"], float)
+    assert values["split_step"] == values["scene"].split_step == (values["steps"] + 1) // 2
     keyframe = values["keyframe"]
     assert keyframe.shape == (1, 480, 832, 3) and keyframe.dtype == torch.float32
     assert 0.0 <= keyframe.min() and keyframe.max() <= 1.0

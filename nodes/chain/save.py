@@ -7,7 +7,8 @@ Steps (:func:`save_scene`), each visible to the panel through ``gemdirect.scene`
    frames to that reference first (drift is then recorded before and after);
 3. encode ``scenes/<id>.mp4`` (audio kept) and write ``<id>_first.png`` / ``<id>_last.png`` from the
    frames themselves (lossless: the next scene starts bit-exact where this one ended);
-4. bookend similarity of the previous scene's saved last frame against this scene's first frame;
+4. bookend similarity of the previous scene's saved last frame against this scene's first frame,
+   and for a chained scene the start match (first frame against the start image it was given);
 5. close the scene's stage opened by Chain Start (elapsed, VRAM before/after/peak) and write the
    scene record (artifact-metadata ``Scenes[]`` shape, checked against the schema).
 
