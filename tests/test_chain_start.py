@@ -180,7 +180,9 @@ def test_scene_2_starts_exactly_on_scene_1s_saved_last_frame(story_path):
     assert source == "previous-scene"
     assert torch.equal(start_image[0], saved)
     assert torch.equal(end_image, keyframe)  # FLF2V under auto: end where the story wants to be
-    assert _started(run2)["flf2v_end"] == "keyframe"
+    started = _started(run2)
+    assert started["flf2v_end"] == "keyframe" and started["end_sha256"] == start.image_sha256(keyframe)
+    assert started["start_sha256"] == start.image_sha256(saved)  # H4's fingerprints compare this with the PNG
 
 
 def test_a_chained_scene_without_keyframe_gets_no_end_image_not_its_start(story_path):
