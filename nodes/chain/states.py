@@ -3,9 +3,12 @@
 States, in the order a scene goes through them:
 
 - ``queued``: the scene's prompt reached Chain Start (run and scene known, start image being resolved);
-- ``rendering``: Chain Start handed the start image on; the sampler runs next;
+- ``rendering``: Chain Start handed the start image on; the sampler runs next (payload carries
+  ``source``, ``fallback``, ``flf2v_end``, ``end_note``, ``end_warning``, ``report``);
 - ``saving``: Scene Save received the frames and is encoding, measuring and recording;
-- ``done``: the scene's files and record are written (payload carries video, bookend, drift);
+- ``done``: the scene's files and record are written (payload carries video, bookend, drift,
+  ``flf2v_end`` and ``start_match``: the record's ``Telemetry.StartMatch`` {PSNR, SSIM, Verdict,
+  Threshold} or None, what the panel's seam badge shows);
 - ``failed``: saving failed (payload carries ``error``); the record says so too.
 
 Payload: ``state``, ``run_id``, ``story_id``, ``scene`` (id), ``index`` (1-based), ``time`` (UTC ISO),
