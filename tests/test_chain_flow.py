@@ -310,3 +310,15 @@ def test_three_scenes_in_three_separate_processes(story_path, comfy_home):
     assert len({record["Telemetry"]["QueueStart"] for record in scenes.values()}) == 3
     _write_telemetry(run)
     assert validate_run(run.run_dir) == []
+
+
+def test_an_end_image_that_could_not_be_given_is_in_the_record_and_the_report_once(story_path):
+    for index in (1, 2):
+        h.run_scene(story_path, index)
+    result = h.run_scene(story_path, 3, end_image="keyframe")  # scene c has no keyframe
+    record = ledger.read_scene(result["run"], "c")
+    why = "end_image 'keyframe' asked for, but the scene has no keyframe: no end image (image-to-video)"
+    assert result["end"] is None and record["Telemetry"]["FLF2VEnd"] == "none"
+    assert record["Warnings"].count(why) == 1
+    report = result["saved"]["result"][2]
+    assert report.count(why) == 1 and f"WARNING: {why}" in report and "FLF2V end: none\n" in report

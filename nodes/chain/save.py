@@ -388,7 +388,8 @@ def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult 
         f"FLF2V: {telemetry['FLF2VSource']}" + (f" (fallback: {telemetry['FLF2VFallback']})"
                                                  if telemetry["FLF2VFallback"] else ""),
         f"FLF2V end: {telemetry.get('FLF2VEnd') or 'unknown (no Chain Start)'}"
-        + (f" ({start_event['end_note']})" if start_event and start_event.get("end_note") else ""),
+        + (f" ({start_event['end_note']})" if start_event and start_event.get("end_note")
+           and start_event.get("end_note") != start_event.get("end_warning") else ""),  # a warning is listed below
         "Bookend: " + (f"{bookend.score:.1f} ({bookend.status}), SSIM {bookend.ssim:.3f}" if bookend else "none"),
         "Start match: " + (f"PSNR {m['PSNR']:.1f} dB, SSIM {m['SSIM']:.3f} ({m['Verdict']}, threshold "
                            f"{m['Threshold']:g} dB)" if (m := telemetry.get("StartMatch")) else "none (not chained)"),
