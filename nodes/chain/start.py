@@ -25,7 +25,7 @@ import numpy as np
 from ..run import events, ledger, measure
 from ..story.keyframe import FIT_MODES, fit_image, grey_frame, load_keyframe
 from ..video.convert import to_float32, to_uint8
-from ..video.images import load_png
+from ..video.images import load_png, png_digest
 
 SOURCE_KEYFRAME, SOURCE_PREVIOUS, SOURCE_NONE = "keyframe", "previous-scene", "none"
 CHAIN_FROM_STORY, CHAIN_ON, CHAIN_OFF = "from story", "on", "off"
@@ -172,4 +172,5 @@ def begin_scene(run: ledger.Run, scene: Any, result: ChainStart, *, fit: str = "
         start_file=ledger.relative_path(run, result.start_file)
         if result.start_file and result.start_file.startswith(run.run_dir + os.sep) else result.start_file,
         fit=fit,
+        start_hash=png_digest(result.start_file) if result.source == SOURCE_PREVIOUS else None,
     )

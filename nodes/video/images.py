@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -55,6 +56,15 @@ def load_png(path: str | os.PathLike[str], *, dtype: str = "float32", as_torch: 
     except OSError as exc:  # truncated or damaged data
         raise VideoError(f"{name}: damaged image ({exc}); save it again as PNG") from exc
     return deliver(pixels, dtype, as_torch)
+
+
+def png_digest(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of an image's decoded 8-bit RGB pixels and size (not its file bytes), so the same
+    picture saved again with other PNG settings has the same digest. VideoError as :func:`load_png`."""
+    pixels = load_png(path, dtype="uint8", as_torch=False)
+    digest = hashlib.sha256(f"{pixels.shape[1]}x{pixels.shape[0]}:".encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def _last_by_seeking(info: VideoInfo) -> np.ndarray | None:
