@@ -229,7 +229,7 @@ def keep_master(run: ledger.Run, paths: ledger.ScenePaths, clip: Any, fps: Any, 
     size = os.path.getsize(target) if os.path.isfile(target) else sum(
         entry.stat().st_size for entry in os.scandir(target) if entry.is_file())
     relative = ledger.relative_path(run, target)
-    return relative, f"Master: {relative} ({fmt}, {info.frames} frames, {size / 2**20:.1f} MB, lossless)"
+    return relative, f"Master: {relative} ({fmt}, {info.frames} frames, {size / 2**20:.2f} MB, lossless)"
 
 
 def start_hash(start_event: Mapping[str, Any] | None, run: ledger.Run) -> str | None:
