@@ -130,8 +130,8 @@ class GemDirectSceneSave:
                 "lossless_master": ("BOOLEAN", {
                     "default": True, "label_on": "keep", "label_off": "off (save disk)",
                     "tooltip": "Keep a lossless master (scenes/<id>.mkv, FFV1) beside the MP4 preview; Story "
-                    "Render reads it, so the film is not made from re-encoded H.264. About 35-65 MB per 81-frame "
-                    "832x480 scene (see docs/render.md). Off: the render reads the MP4 and warns.",
+                    "Render reads it, so the film is not made from re-encoded H.264. About 10-50 MB per 81-frame "
+                    "832x480 scene, 16-110 MB at 1280x720 (docs/render.md). Off: the render reads the MP4 and warns.",
                 }),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
