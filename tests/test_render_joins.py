@@ -234,3 +234,17 @@ def test_a_chained_pair_with_a_vace_clip_keeps_the_clip(folder):
     assert plan.frames == sum(LENGTHS.values()) - 4 - 1
     assert any("vace asked for a chained pair, joined by continue" in w and "no usable VACE clip" in w
                for w in plan.warnings)
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_interpolation_runs_across_a_continue_but_never_across_a_cut(folder, chain):
+    run, _frames = _render_all(_story(folder, chain=chain, transition={"kind": "cut"}))
+    _film, plan = _joined(run)
+    joined = sum(LENGTHS.values()) - (2 if chain else 0)
+    # The frames the interpolator is told never to blend: none for continues, the last frame before each cut.
+    assert plan.cut_lefts == (set() if chain else {LENGTHS["a"] - 1, LENGTHS["a"] + LENGTHS["b"] - 1})
+    result = engine.render_story(run, engine.RenderSettings(interpolation="flow", target_fps=24, audio="off"))
+    assert result.post["Extra"]["JoinedFrames"] == joined
+    assert result.post["FinalFrames"] == (joined - 1) * 24 // 16 + 1
+    if chain:
+        assert result.post["Extra"]["FramesHeldAtSceneCuts"] == 0  # a continue is motion: interpolated
