@@ -92,6 +92,7 @@ def test_scene_save_writes_mp4_pngs_record_and_a_video_preview(story_path, comfy
     assert "Master: scenes/a.mkv (ffv1, 5 frames" in report
     done = scene_events[-1]
     assert done["state"] == "done" and done["video"] == "scenes/a.mp4" and done["frames"] == h.FRAMES
+    assert done["master"] == "scenes/a.mkv"
 
 
 def test_elapsed_runs_from_chain_start_to_the_end_of_the_save(story_path):

@@ -311,6 +311,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
         raise
     states.send_scene_state(
         run, scene, states.DONE, video=result.record["Video"]["Path"], frames=result.video.frames,
+        master=result.record["Video"].get("Master"),
         flf2v_source=result.record["Telemetry"]["FLF2VSource"],
         bookend=result.bookend.extra() if result.bookend else None,
         drift=result.drift.extra(),
