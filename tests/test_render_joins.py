@@ -157,6 +157,7 @@ def test_a_scene_rendered_again_unproves_the_chain_of_the_next_one(folder):
     _film, plan = _joined(run)
     assert [s.join for s in plan.segments[:-1]] == ["crossfade", "continue"]
     assert any("'a' was rendered again after 'b' started on its last frame" in w for w in plan.warnings)
+    assert plan.join_records()[0]["Reason"].startswith("not joined as chained: 'a' was rendered again")
     assert plan.frames == sum(LENGTHS.values()) - 4 - 1
 
 

@@ -275,6 +275,8 @@ def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip
                 join, overlap, clip, reason, next_skip = _join_pair(
                     run, scene, following, transition, info.frames - incoming - skip,
                     infos[position + 1].frames, chained, warnings)
+                if not_proven:
+                    reason = f"not joined as chained: {not_proven}" + (f"; {reason}" if reason else "")
         segments.append(Segment(scene.id, path, info.frames, fps, info.width, info.height, join, overlap,
                                 transition.easing if overlap else "linear", clip, skip, transition.kind, reason,
                                 source))
@@ -297,6 +299,9 @@ def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, ava
         if clip is None and not chained:
             warnings.append(problem)
             reason = problem
+    room = min(available, next_frames) - 1
+    if chained and clip is not None and int(transition.frames) > room:
+        clip = None  # a clip that does not fit whole would become a crossfade: a chained pair continues instead
     if chained and clip is None:
         if next_frames < 2:
             reason = f"'{following.id}' has one frame: dropping it would leave nothing; cut instead of continue"
@@ -312,7 +317,6 @@ def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, ava
         return CONTINUE, 0, None, reason, 1
     if asked == CUT:
         return CUT, 0, None, None, 0
-    room = min(available, next_frames) - 1
     overlap = int(transition.frames)
     if overlap > room:
         shortened = f"{asked} of {overlap} frames does not fit (the scenes' files allow {max(room, 0)})"
