@@ -8,8 +8,9 @@ is then rendered in a fresh Python process, and its peak RSS is read from ``VmHW
     nice python benchmarks/render_memory.py                           # 30 s and 300 s at 1280x720
     python benchmarks/render_memory.py --seconds 10 100 --size 640x352 # a quicker look
 
-Options: ``--interpolate`` adds flow interpolation to 24 fps (slow on a CPU), ``--upscale F`` a
-Lanczos upscale by F. Not a test: CI never runs it.
+Scenes are read from their lossless FFV1 masters, as Scene Save leaves them (``--no-master``: from
+the MP4 previews). Options: ``--interpolate`` adds flow interpolation to 24 fps (slow on a CPU),
+``--upscale F`` a Lanczos upscale by F. Not a test: CI never runs it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def synthetic_scene(count: int, width: int, height: int):
         yield out
 
 
-def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int):
-    """A run with ``scenes`` scenes (one encoded file hard-linked under every scene id)."""
+def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int, with_master: bool = True):
+    """A run with ``scenes`` scenes (one encoded file, and its master, hard-linked under every scene id)."""
     os.environ["GEMDIRECT_HOME"] = str(home)
     for sub in ("input", "output", "temp", "user", "models"):
         (home / sub).mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,9 @@ def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int
     source = home / f"scene-{scene_frames}.mp4"
     if not source.exists():
         video.encode_video(source, synthetic_scene(scene_frames, width, height), FPS, preset="veryfast")
+    kept = home / f"scene-{scene_frames}.mkv"
+    if with_master and not kept.exists():
+        pack_module("nodes.video.master").encode_master(kept, synthetic_scene(scene_frames, width, height), FPS)
     snapshot = measure.MemorySnapshot("cpu", "cpu", None, 1 << 33, 1 << 32, 0.0)
     stage = measure.StageMeasurement(stage="sample", scene=None, before=snapshot, after=snapshot,
                                      started_at="2026-01-01T00:00:00.000Z", ended_at="2026-01-01T00:00:01.000Z",
@@ -69,8 +73,11 @@ def make_run(home: Path, scenes: int, scene_frames: int, width: int, height: int
     for scene in loaded.plan.scenes:
         paths = ledger.scene_paths(run, scene.id)
         os.link(source, paths.video)
+        if with_master:
+            os.link(kept, paths.master)
         ledger.record_scene(run, records.scene_record(
             **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
+            video_master=ledger.relative_path(run, paths.master) if with_master else None,
             telemetry=records.run_telemetry(stage, flf2v_source="keyframe")))
     return run.run_dir
 
@@ -98,6 +105,7 @@ def main() -> None:
     parser.add_argument("--scene-frames", type=int, default=81, help="frames per scene (4n+1)")
     parser.add_argument("--interpolate", action="store_true", help="flow interpolation to 24 fps")
     parser.add_argument("--upscale", type=float, default=1.0, help="Lanczos upscale factor (1: none)")
+    parser.add_argument("--no-master", action="store_true", help="read the MP4 previews, not FFV1 masters")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -109,7 +117,7 @@ def main() -> None:
         for seconds in args.seconds:
             # Each crossfade takes 8 frames: enough scenes that the film lasts about `seconds`.
             scenes = max(1, math.ceil((seconds * FPS - 8) / (args.scene_frames - 8)))
-            run_dir = make_run(home, scenes, args.scene_frames, width, height)
+            run_dir = make_run(home, scenes, args.scene_frames, width, height, not args.no_master)
             command = [sys.executable, __file__, "--child", run_dir, "--upscale", str(args.upscale)]
             command += ["--interpolate"] if args.interpolate else []
             out = subprocess.run(command, capture_output=True, text=True, check=True,

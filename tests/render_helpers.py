@@ -74,16 +74,19 @@ def start_run(story_path: Path):
     return ledger.create_run(pack_module("nodes.run.nodes").story_info(loaded), loaded.raw)
 
 
-def save_scene(run, scene, *, success: bool = True, frames: np.ndarray | None = None) -> None:
-    """Encode the scene's solid-colour MP4 and record it in the ledger, as Scene Save does."""
+def save_scene(run, scene, *, success: bool = True, frames: np.ndarray | None = None, master: bool = True) -> None:
+    """Encode the scene's solid-colour MP4 (and its lossless master) and record it, as Scene Save does."""
     ledger = pack_module("nodes.run.ledger")
     records = pack_module("nodes.run.records")
     encode_video = pack_module("nodes.video").encode_video
     paths = ledger.scene_paths(run, scene.id)
     pixels = solid(scene.id, scene.length) if frames is None else frames
     info = encode_video(paths.video, pixels, scene.fps, crf=10, preset="ultrafast")
+    if master:
+        pack_module("nodes.video.master").encode_master(paths.master, pixels, scene.fps)
     ledger.record_scene(run, records.scene_record(
         **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
+        video_master=ledger.relative_path(run, paths.master) if master else None,
         video_duration=info.duration, video_status="ready" if success else "error",
         video_error=None if success else "out of memory",
         telemetry=records.run_telemetry(fake_stage(), flf2v_source="keyframe"),

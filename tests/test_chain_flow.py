@@ -83,9 +83,16 @@ def test_scene_save_writes_mp4_pngs_record_and_a_video_preview(story_path, comfy
     assert "Scene 'a' (1): 5 frames 80x64 @ 16 fps -> scenes/a.mp4" in report and "FLF2V: keyframe" in report
     record = ledger.read_scene(run, "a")
     assert record["Success"] is True and record["AttemptsRun"] == 1 and record["Video"]["Status"] == "ready"
-    assert record["Extra"]["Files"] == {"FirstFrame": "scenes/a_first.png", "LastFrame": "scenes/a_last.png"}
+    assert record["Extra"]["Files"] == {"FirstFrame": "scenes/a_first.png", "LastFrame": "scenes/a_last.png",
+                                        "Master": "scenes/a.mkv"}
+    assert record["Video"]["Path"] == "scenes/a.mp4" and record["Video"]["Master"] == "scenes/a.mkv"
+    master = pack_module("nodes.video.master")
+    kept = np.concatenate(list(master.iter_source_frames(paths.master, 4, dtype="uint8", as_torch=False)))
+    assert np.array_equal(kept, np.rint(result["frames"].numpy() * 255).astype(np.uint8))  # bit-exact
+    assert "Master: scenes/a.mkv (ffv1, 5 frames" in report
     done = scene_events[-1]
     assert done["state"] == "done" and done["video"] == "scenes/a.mp4" and done["frames"] == h.FRAMES
+    assert done["master"] == "scenes/a.mkv"
 
 
 def test_elapsed_runs_from_chain_start_to_the_end_of_the_save(story_path):

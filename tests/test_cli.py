@@ -28,14 +28,16 @@ def test_demo_renders_the_bundled_story_end_to_end_in_a_fresh_home(tmp_path):
     film = next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("film: "))
     run_dir = film.rsplit("/final/", 1)[0]
     info = pack_module("nodes.video").probe_video(film)
-    # 3 scenes of 17 frames, two 4-frame crossfades: 43 frames at 16 fps -> floor(42 * 24/16) + 1 at 24 fps.
-    assert (info.frames, info.fps, info.width, info.height) == (64, 24, 384, 216)
+    # 3 chained scenes of 17 frames: the story's crossfades become continues (one frame dropped each):
+    # 49 frames at 16 fps -> floor(48 * 24/16) + 1 at 24 fps.
+    assert (info.frames, info.fps, info.width, info.height) == (73, 24, 384, 216)
     with open(f"{run_dir}/artifact-metadata.json", encoding="utf-8") as handle:
         metadata = json.load(handle)
     assert [scene["SceneId"] for scene in metadata["Scenes"]] == ["dawn", "noon", "dusk"]
     post = metadata["Post"]
     assert (post["InterpolationMethod"], post["UpscaleMethod"], post["TransitionMethod"]) == (
-        "flow", "lanczos", "crossfade")
+        "flow", "lanczos", "continue")
+    assert [(j["Asked"], j["Used"], j["Frames"]) for j in post["Joins"]] == [("crossfade", "continue", 1)] * 2
     assert pack_module("nodes.run.validate").validate_run(run_dir) == []
     assert (tmp_path / "home" / "input" / "gemdirect" / "demo" / "story.json").is_file()
 

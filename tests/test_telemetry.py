@@ -53,7 +53,8 @@ def test_every_field_telemetry_md_lists_is_there_with_its_exact_name():
     assert {"SceneId", "SceneTitle", "Prompt", "NegativePrompt", "KeyframeSource", "Seed", "CFG", "Steps", "Sampler",
             "Models", "Loras", "FrameCount", "DurationSeconds", "FPS", "Resolution", "Success", "Warnings", "Errors",
             "AttemptsRun", "Video", "Telemetry"} <= _fields(t.SceneTelemetry)
-    assert _fields(t.VideoTelemetry) == {"Path", "DurationSeconds", "Status", "UpdatedAt", "Error"}
+    # gemDirect1's five, plus the pack's own Master (the lossless file the render reads)
+    assert _fields(t.VideoTelemetry) == {"Path", "DurationSeconds", "Status", "UpdatedAt", "Error", "Master"}
     assert _fields(t.SceneRunTelemetry) == {"QueueStart", "QueueEnd", "DurationSeconds", "GPU", "System",
                                             "FLF2VEnabled", "FLF2VSource", "FLF2VFallback", "BookendSimilarity",
                                             "FLF2VEnd", "StartMatch"}

@@ -109,7 +109,8 @@ class GemDirectSceneSave:
         "The frames as saved (after colour matching, if on).",
         "What was saved: file, FLF2V source, bookend score, drift, warnings.",
     )
-    DESCRIPTION = ("Writes scenes/<id>.mp4 (audio kept) and <id>_first/_last.png into the run, measures the bookend "
+    DESCRIPTION = ("Writes scenes/<id>.mp4 (audio kept, the preview), its lossless master scenes/<id>.mkv (what "
+                   "Story Render reads) and <id>_first/_last.png into the run, measures the bookend "
                    "against the previous scene and the colour drift against the story's reference, optionally "
                    "colour-matches first, and records the scene's telemetry.")
 
@@ -142,6 +143,12 @@ class GemDirectSceneSave:
                     "default": 19, "min": 0, "max": 51, "step": 1,
                     "tooltip": "x264 quality of the scene's MP4: 0 lossless, 19 visually clean, higher is smaller.",
                 }),
+                "lossless_master": ("BOOLEAN", {
+                    "default": True, "label_on": "keep", "label_off": "off (save disk)",
+                    "tooltip": "Keep a lossless master (scenes/<id>.mkv, FFV1) beside the MP4 preview; Story "
+                    "Render reads it, so the film is not made from re-encoded H.264. About 10-50 MB per 81-frame "
+                    "832x480 scene, 16-110 MB at 1280x720 (docs/render.md). Off: the render reads the MP4 and warns.",
+                }),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
         }
@@ -151,13 +158,14 @@ class GemDirectSceneSave:
         return float("nan")  # saving writes the ledger: never skip it from the cache
 
     def save(self, frames: Any, scene: Any, run: Any, color_match: str = "off", color_match_strength: float = 1.0,
-             audio: dict | None = None, fit: str = "crop", crf: int = 19, prompt=None, extra_pnginfo=None,
-             unique_id=None):
+             audio: dict | None = None, fit: str = "crop", crf: int = 19, lossless_master: bool = True, prompt=None,
+             extra_pnginfo=None, unique_id=None):
         from .save import prompt_models, save_scene
 
         progress = comfy.Progress(int(frames.shape[0]), node_id=unique_id) if hasattr(frames, "shape") else None
         result = save_scene(run, scene, frames, audio=audio, models=prompt_models(prompt), color_match=color_match,
-                            color_match_strength=color_match_strength, fit=fit, crf=crf, progress=progress)
+                            color_match_strength=color_match_strength, fit=fit, crf=crf, progress=progress,
+                            master=bool(lossless_master))
         log.info("[gemDirect] %s", result.report.replace("\n", " | "))
         ui = {"images": [result.preview], "animated": (True,)} if result.preview else {}
         saved = result.frames.to(comfy.intermediate_device())

@@ -5,8 +5,10 @@ Steps (:func:`save_scene`), each visible to the panel through ``gemdirect.scene`
 1. check the RUN and SCENE belong together (same story, scene at its position);
 2. drift against the story's reference (:func:`story_reference`), and, if asked, colour-match the
    frames to that reference first (drift is then recorded before and after);
-3. encode ``scenes/<id>.mp4`` (audio kept) and write ``<id>_first.png`` / ``<id>_last.png`` from the
-   frames themselves (lossless: the next scene starts bit-exact where this one ended);
+3. encode ``scenes/<id>.mp4`` (audio kept: the preview people watch), keep the lossless master
+   ``scenes/<id>.mkv`` (FFV1; PNG frames ``<id>_frames/`` where PyAV has no FFV1) that the render
+   reads, unless masters are off, and write ``<id>_first.png`` / ``<id>_last.png`` from the frames
+   themselves (lossless: the next scene starts bit-exact where this one ended);
 4. bookend similarity of the previous scene's saved last frame against this scene's first frame,
    and for a chained scene the start match (first frame against the start image it was given);
 5. close the scene's stage opened by Chain Start (elapsed, VRAM before/after/peak) and write the
@@ -33,7 +35,8 @@ from ..paths import is_inside
 from ..run import events, ledger, measure, records
 from ..video.convert import to_uint8
 from ..video.encode import encode_video
-from ..video.images import load_png, save_png
+from ..video.images import load_png, png_digest, save_png
+from ..video.master import MASTER_FFV1, encode_master, master_format, remove_master
 from ..video.probe import VideoInfo
 from . import states
 from .bookend import BookendResult, StartMatch, compare_bookends, start_match
@@ -207,6 +210,44 @@ def preview_entry(path: str) -> dict[str, str] | None:
             "type": "output"}
 
 
+# --------------------------------------------------------------------------- master
+
+
+def keep_master(run: ledger.Run, paths: ledger.ScenePaths, clip: Any, fps: Any, enabled: bool,
+                progress: Any = None) -> tuple[str | None, str]:
+    """Write (or, when ``enabled`` is False, remove) the scene's lossless master.
+
+    Returns ``(master path relative to the run or None, one line for the report)``. A master of the
+    other kind (or any master when off) left by an earlier save of the scene is removed, so the run
+    holds only what the record names.
+    """
+    if not enabled:
+        removed = [remove_master(paths.master), remove_master(paths.master_frames)]
+        note = "Master: off (Story Render will read the H.264 preview and warn)"
+        return None, note + ("; the earlier master was removed" if any(removed) else "")
+    fmt = master_format()
+    target, other = (paths.master, paths.master_frames) if fmt == MASTER_FFV1 else (paths.master_frames, paths.master)
+    info = encode_master(target, clip, fps, fmt=fmt, progress=progress)
+    remove_master(other)
+    size = os.path.getsize(target) if os.path.isfile(target) else sum(
+        entry.stat().st_size for entry in os.scandir(target) if entry.is_file())
+    relative = ledger.relative_path(run, target)
+    return relative, f"Master: {relative} ({fmt}, {info.frames} frames, {size / 2**20:.2f} MB, lossless)"
+
+
+def start_hash(start_event: Mapping[str, Any] | None, run: ledger.Run) -> str | None:
+    """The pixel digest of the image a chained scene started from (Chain Start's, else its file now)."""
+    if start_event is None or start_event.get("flf2v_source") != "previous-scene":
+        return None
+    if start_event.get("start_sha256"):
+        return str(start_event["start_sha256"])
+    start_file = start_event.get("start_file")
+    if not start_file:
+        return None
+    path = start_file if os.path.isabs(start_file) else os.path.join(run.run_dir, start_file)
+    return png_digest(path) if os.path.isfile(path) else None
+
+
 # --------------------------------------------------------------------------- save
 
 
@@ -257,14 +298,16 @@ def _failure_record(run: ledger.Run, scene: Any, paths: ledger.ScenePaths, stage
 
 def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None = None, models: Sequence[str] = (),
                color_match: str = COLOR_MATCH_OFF, color_match_strength: float = 1.0, fit: str = "crop",
-               crf: int = 19, progress: Callable[[int], None] | Any | None = None) -> SceneSaveResult:
+               crf: int = 19, progress: Callable[[int], None] | Any | None = None,
+               master: bool = True) -> SceneSaveResult:
     """Save ``frames`` (IMAGE [T,H,W,3] float 0..1) as scene ``scene`` (a SCENE) of ``run`` (a RUN).
 
     audio: optional ComfyUI AUDIO, muxed as AAC. models: model file names for telemetry
     (see :func:`prompt_models`). color_match: ``off`` or a method of the colour engine
     (``reinhard``, ``histogram``, ``mkl``) applied towards the story's reference at
     ``color_match_strength`` 0..1. fit: how a reference or previous frame of another size is fitted
-    (``crop`` | ``pad``). crf: x264 quality of the scene's MP4.
+    (``crop`` | ``pad``). crf: x264 quality of the scene's MP4. master: keep the lossless master the
+    render reads (False saves disk; the render then reads the MP4 preview and warns).
     """
     if color_match not in COLOR_MATCH_CHOICES:
         raise ValueError(f"color_match {color_match!r} is not one of {', '.join(COLOR_MATCH_CHOICES)}")
@@ -279,7 +322,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
     try:
         result = _save(run, scene, info, clip, paths, start_event, save_start, audio=audio, models=models,
                        color_match=color_match, strength=float(color_match_strength), fit=fit, crf=crf,
-                       progress=progress)
+                       progress=progress, master=bool(master))
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         try:
@@ -291,6 +334,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
         raise
     states.send_scene_state(
         run, scene, states.DONE, video=result.record["Video"]["Path"], frames=result.video.frames,
+        master=result.record["Video"].get("Master"),
         flf2v_source=result.record["Telemetry"]["FLF2VSource"],
         bookend=result.bookend.extra() if result.bookend else None,
         drift=result.drift.extra(), flf2v_end=result.record["Telemetry"].get("FLF2VEnd"),
@@ -303,7 +347,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
 def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths: ledger.ScenePaths,
           start_event: Mapping[str, Any] | None, save_start: measure.StageMeasurement, *, audio: dict | None,
           models: Sequence[str], color_match: str, strength: float, fit: str, crf: int,
-          progress: Any) -> SceneSaveResult:
+          progress: Any, master: bool = True) -> SceneSaveResult:
     count, height, width = int(clip.shape[0]), int(clip.shape[1]), int(clip.shape[2])
     warnings = list(getattr(scene, "warnings", ()))
     if (width, height) != (scene.width, scene.height):
@@ -326,6 +370,7 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         drift_after = measure_drift(clip, reference, reference_name)
 
     video = encode_video(paths.video, clip, scene.fps, audio=audio, crf=crf, progress=progress)
+    master_path, master_note = keep_master(run, paths, clip, scene.fps, master)
     save_png(paths.first_frame, clip[0])
     save_png(paths.last_frame, clip[-1])
 
@@ -353,32 +398,34 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
     fields.update(frame_count=count, width=video.width, height=video.height, warnings=warnings)
     extra: dict[str, Any] = {
         "Chain": {"Source": source, "Fallback": fallback, "PreviousScene": previous_id, "Fit": fit,
-                  "StartFile": start_event.get("start_file") if start_event else None},
+                  "StartFile": start_event.get("start_file") if start_event else None,
+                  "StartHash": start_hash(start_event, run)},
         "Bookend": bookend.extra() if bookend else None,
         "Drift": drift.extra(),
         "ColorMatch": {"Method": color_match, "Strength": strength, "Reference": reference_name},
         "DriftAfterColorMatch": drift_after.extra() if drift_after else None,
         "Files": {"FirstFrame": ledger.relative_path(run, paths.first_frame),
-                  "LastFrame": ledger.relative_path(run, paths.last_frame)},
+                  "LastFrame": ledger.relative_path(run, paths.last_frame), "Master": master_path},
         "Audio": audio is not None,
     }
     record = records.scene_record(
         **fields, video_path=ledger.relative_path(run, paths.video), video_status="ready",
-        video_duration=video.duration, models=models, extra=extra,
+        video_duration=video.duration, models=models, extra=extra, video_master=master_path,
         telemetry=records.run_telemetry(stage, flf2v_source=source, flf2v_fallback=fallback,
                                         bookend=bookend.telemetry() if bookend else None, fallback_notes=notes,
                                         flf2v_end=start_event.get("flf2v_end") if start_event else None,
                                         start_match=match.telemetry() if match else None),
     )
     checked = ledger.record_scene(run, record)
-    report = describe_save(scene, checked, bookend, drift, drift_after, start_event)
+    report = describe_save(scene, checked, bookend, drift, drift_after, start_event, master_note)
     return SceneSaveResult(record=checked, paths=paths, video=video, frames=clip, bookend=bookend, drift=drift,
                            drift_after_match=drift_after, preview=preview_entry(paths.video), report=report,
                            warnings=warnings)
 
 
 def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult | None, drift: Drift | None,
-                  drift_after: Drift | None, start_event: Mapping[str, Any] | None = None) -> str:
+                  drift_after: Drift | None, start_event: Mapping[str, Any] | None = None,
+                  master_note: str | None = None) -> str:
     """A few lines for the node's text output."""
     telemetry = record["Telemetry"]
     lines = [
@@ -397,5 +444,7 @@ def describe_save(scene: Any, record: Mapping[str, Any], bookend: BookendResult 
         f"{drift.last_frame_delta_e:.2f}" + (f"; after colour match {drift_after.mean_delta_e:.2f}" if drift_after
                                              else ""),
     ]
+    if master_note:
+        lines.append(master_note)
     lines += [f"WARNING: {w}" for w in record["Warnings"]]
     return "\n".join(lines)

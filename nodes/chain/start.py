@@ -20,7 +20,6 @@ Chain Start -> end of Scene Save: sampling, decoding, encoding and QA.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from ..run import events, ledger, measure
 from ..story.keyframe import FIT_MODES, fit_image, grey_frame, load_keyframe
 from ..video.convert import to_float32, to_uint8
 from ..video.images import load_png
+from ..video.images import pixel_sha256 as image_sha256
 
 SOURCE_KEYFRAME, SOURCE_PREVIOUS, SOURCE_NONE = "keyframe", "previous-scene", "none"
 CHAIN_FROM_STORY, CHAIN_ON, CHAIN_OFF = "from story", "on", "off"
@@ -137,20 +137,6 @@ def same_image(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two [H,W,3] images of one size are pixel-equal within 1/255 (on the 8-bit grid)."""
     x, y = to_uint8(a).astype(np.int16), to_uint8(b).astype(np.int16)
     return x.shape == y.shape and int(np.max(np.abs(x - y))) <= SAME_TOLERANCE
-
-
-def image_sha256(pixels: Any) -> str:
-    """sha256 (hex) of an image as the uint8 [H,W,3] C-contiguous bytes of its 8-bit values.
-
-    ``pixels``: [H,W,3] (or a one-frame batch [1,H,W,3]) float 0..1 or uint8, numpy or torch. The
-    hash of what Chain Start hands on, at the scene's size; H4's fingerprints compare these.
-    """
-    values = to_uint8(pixels)
-    if values.ndim == 4 and values.shape[0] == 1:
-        values = values[0]
-    if values.ndim != 3 or values.shape[-1] != 3:
-        raise ValueError(f"image_sha256 needs one RGB image [H,W,3], got shape {list(values.shape)}")
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def next_keyframe_image(scene: Any, fit: str = "crop") -> np.ndarray | None:

@@ -1,6 +1,7 @@
 """The story render: one streamed pass from a run's saved scenes to the finished film and its telemetry.
 
-    scenes/<id>.mp4 (story's current order) --join--> [T,H,W,3] chunks at the scenes' fps
+    scenes/<id>.mkv masters (story's current order; the MP4 preview where a scene has no master)
+        --join (cut, continue, crossfade, VACE clip)--> [T,H,W,3] chunks at the scenes' fps
         --interpolate (RIFE or flow, never across a hard cut)--> chunks at the target fps
         --upscale (model or Lanczos)--> chunks at the target size
         --encode (H.264 + AAC, atomic)--> final/<story-id>.mp4
@@ -84,13 +85,17 @@ class RenderResult:
     def describe(self) -> str:
         """A few lines for the node's text output and the command line."""
         post = self.post
-        order = " -> ".join(f"{s.scene_id}" + (f" ({s.join} {s.overlap_out}f)" if s.overlap_out else "")
+        order = " -> ".join(f"{s.scene_id}" + (f" ({s.join} {s.overlap_out}f)" if s.overlap_out else
+                                                " (continue)" if s.join == "continue" else "")
                             for s in self.film.segments)
+        previews = [s.scene_id for s in self.film.segments if s.source != "master"]
         lines = [
             f"final: {self.path}",
             f"{post['FinalFrames']} frames, {post['FinalResolution']} @ {post['FinalFPS']:g} fps, "
             f"{post['FinalDurationSeconds']:.2f} s, audio: {self.audio_source}; rendered in {self.elapsed_s:.1f} s",
             f"scenes: {order}",
+            "read from: " + ("lossless masters" if not previews else
+                             f"H.264 previews for {', '.join(previews)} (no lossless master), masters for the rest"),
             f"interpolation: {post['InterpolationMethod']} ({post['InterpolationElapsed']:.0f} ms), "
             f"upscale: {post['UpscaleMethod']} ({post['UpscaleElapsed']:.0f} ms), "
             f"transitions: {post['TransitionMethod']}",
@@ -305,9 +310,11 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
         transition_method=film.transition_method, final_fps=info.fps, final_width=info.width,
         final_height=info.height, final_frames=info.frames, final_duration=info.duration,
         final_path=ledger.relative_path(run, info.path), audio_kept=fitted_audio is not None,
+        joins=film.join_records(),
         extra={"Scenes": [s.scene_id for s in film.segments], "Skipped": film.skipped,
-               "Joins": [{"From": a.scene_id, "To": b.scene_id, "Kind": a.join, "Frames": a.overlap_out}
-                         for a, b in zip(film.segments, film.segments[1:], strict=False)],
+               "Joins": [{"From": join["From"], "To": join["To"], "Kind": join["Used"], "Frames": join["Frames"]}
+                         for join in film.join_records()],
+               "Sources": {s.scene_id: s.source for s in film.segments},
                "JoinedFrames": film.frames, "SourceFPS": str(film.fps), "AudioSource": audio_source,
                "FramesHeldAtSceneCuts": guard.held if guard else 0,
                "StoryFile": loaded.path})

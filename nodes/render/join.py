@@ -2,9 +2,19 @@
 
 A scene's transition says how it joins the **next** scene. A ``cut`` puts the two back to back. A
 ``crossfade`` of N frames overlaps them: the last N frames of scene A and the first N of scene B
-become N blended frames, so the film is ``sum(lengths) - sum(overlaps)`` frames long. A ``vace``
-transition of N frames uses the clip ``transitions/<a>--<b>.mp4`` of exactly N frames in place of
-those N blended frames; without such a clip it falls back to the crossfade and says so.
+become N blended frames. A ``vace`` transition of N frames uses the clip
+``transitions/<a>--<b>.mp4`` of exactly N frames in place of those N blended frames; without such a
+clip it falls back to the crossfade and says so.
+
+A **chained** pair (B started on A's saved last frame, as B's record proves: :func:`chain_proof`) is
+joined by ``continue`` whatever the story asks: B's first frame, a copy of A's last, is dropped and
+nothing is blended. A cut would show that frame twice (a stutter); a crossfade would blend A[n-k+i]
+with B[i] = A[n-1+i], frames k-1 apart (ghosting, a jump back in time). Either is replaced, with a
+warning; a VACE clip made for the pair is still used. So the film is
+``sum(lengths) - sum(overlaps) - sum(dropped)`` frames long.
+
+Scenes are read from their lossless masters (``scenes/<id>.mkv``, see ``video.master``); a scene
+saved without one is read from its H.264 preview, with a warning.
 
 The stream holds one decoded chunk per open file (at most three: scene A, scene B and the VACE clip
 while a transition is being made), never a scene, so memory does not depend on the film's length.
@@ -22,10 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..run import ledger
-from ..video import iter_frames, probe_video
+from ..video import probe_video
 from ..video.errors import VideoError
+from ..video.images import png_digest
+from ..video.master import iter_source_frames, probe_source
 
-CUT, CROSSFADE, VACE = "cut", "crossfade", "vace"
+CUT, CONTINUE, CROSSFADE, VACE = "cut", "continue", "crossfade", "vace"
+SOURCE_MASTER, SOURCE_PREVIEW = "master", "preview"
 EASINGS = ("linear", "ease-in", "ease-out", "ease-in-out")
 READ_CHUNK = 8  # frames decoded at a time from each open file
 
@@ -39,19 +52,24 @@ class Segment:
     """One scene as it goes into the film.
 
     ``frames`` and ``width``/``height`` are read from the scene's file; ``overlap_out`` is how many
-    of its last frames the join with the next segment consumes (0 for a cut or the last scene).
+    of its last frames the join with the next segment consumes (0 for a cut, a continue or the last
+    scene); ``skip_in`` how many of its first frames a ``continue`` from the previous segment drops.
     """
 
     scene_id: str
-    path: str  # absolute path of the scene's MP4
+    path: str  # absolute path of what is read: the master (.mkv or PNG folder), else the MP4 preview
     frames: int
     fps: Fraction
     width: int
     height: int
-    join: str = CUT  # how it joins the next segment: cut | crossfade | vace | vace->crossfade
+    join: str = CUT  # how it joins the next segment: cut | continue | crossfade | vace | vace->crossfade
     overlap_out: int = 0
     easing: str = "linear"
     clip: str | None = None  # absolute path of the VACE transition clip to the next segment
+    skip_in: int = 0
+    asked: str = CUT  # the transition the story asks for to the next segment
+    reason: str | None = None  # why ``join`` is not ``asked`` (or needs saying), for telemetry
+    source: str = SOURCE_MASTER  # master | preview
 
 
 @dataclass
@@ -67,18 +85,32 @@ class FilmPlan:
 
     @property
     def frames(self) -> int:
-        """Frames of the joined film before interpolation: sum(lengths) - sum(overlaps)."""
-        return sum(s.frames for s in self.segments) - sum(s.overlap_out for s in self.segments)
+        """Frames of the joined film before interpolation: sum(lengths) - sum(overlaps) - sum(dropped)."""
+        return sum(s.frames - s.overlap_out - s.skip_in for s in self.segments)
+
+    def join_starts(self) -> list[int]:
+        """For each join, the film frame where it begins: its first blended frame, or for a cut or a
+        continue the first frame of the next scene shown."""
+        starts, position = [], 0
+        for segment in self.segments[:-1]:
+            position += segment.frames - segment.skip_in - segment.overlap_out
+            starts.append(position)
+        return starts
 
     @property
     def cut_lefts(self) -> set[int]:
-        """Film frame indices i where (i, i+1) is a hard cut between two scenes (never blended)."""
-        cuts, position = set(), 0
-        for segment in self.segments[:-1]:
-            position += segment.frames - segment.overlap_out
-            if segment.overlap_out == 0:
-                cuts.add(position - 1)
-        return cuts
+        """Film frame indices i where (i, i+1) is a hard cut between two scenes (never blended).
+
+        A continue is not a cut: B carries on from A's last frame, so interpolation may run across it.
+        """
+        return {start - 1 for segment, start in zip(self.segments, self.join_starts(), strict=False)
+                if segment.join == CUT}
+
+    def join_records(self) -> list[dict[str, Any]]:
+        """``Post.Joins``: ``{From, To, Asked, Used, Frames, Reason, FilmStart}`` for each join in film order."""
+        return [{"From": a.scene_id, "To": b.scene_id, "Asked": a.asked, "Used": a.join,
+                 "Frames": b.skip_in if a.join == CONTINUE else a.overlap_out, "Reason": a.reason, "FilmStart": start}
+                for a, b, start in zip(self.segments, self.segments[1:], self.join_starts(), strict=False)]
 
     @property
     def transition_method(self) -> str:
@@ -107,22 +139,77 @@ def crossfade_weights(frames: int, easing: str) -> list[float]:
     return [ease((k + 1) / (frames + 1), easing) for k in range(frames)]
 
 
-def _scene_problem(run: ledger.Run, scene_id: str) -> tuple[str | None, str | None]:
-    """(absolute video path, None) for a usable scene, or (None, why not)."""
+def _scene_source(run: ledger.Run, scene_id: str) -> tuple[dict | None, str | None, str, str | None]:
+    """``(record, absolute path to read, master|preview, None)`` for a usable scene, else ``(.., None, .., why not)``.
+
+    The record's ``Video.Master`` is read when it is there; the MP4 preview otherwise (the caller warns).
+    """
     record = ledger.read_scene(run, scene_id)
     if record is None:
-        return None, "not rendered yet (no scene record in this run)"
+        return None, None, SOURCE_PREVIEW, "not rendered yet (no scene record in this run)"
     video = record.get("Video") or {}
     if record.get("Success") is not True or video.get("Status") != "ready":
         reason = video.get("Error") or "; ".join(record.get("Errors") or []) or f"status {video.get('Status')}"
-        return None, f"failed ({reason})"
+        return record, None, SOURCE_PREVIEW, f"failed ({reason})"
     try:
+        master = ledger.resolve_in_run(run.run_dir, str(video["Master"])) if video.get("Master") else None
         path = ledger.resolve_in_run(run.run_dir, str(video.get("Path") or ""))
     except ledger.RunError as exc:
-        return None, str(exc)
+        return record, None, SOURCE_PREVIEW, str(exc)
+    if master is not None and os.path.exists(master):
+        return record, master, SOURCE_MASTER, None
     if not os.path.isfile(path):
-        return None, f"its video {video.get('Path')} is missing from the run folder"
-    return path, None
+        return record, None, SOURCE_PREVIEW, f"its video {video.get('Path')} is missing from the run folder"
+    return record, path, SOURCE_PREVIEW, None
+
+
+def _preview_warning(scene_id: str, record: dict) -> str:
+    video = record.get("Video") or {}
+    why = (f"its lossless master {video['Master']} is missing" if video.get("Master") else
+           "it was saved without a lossless master (Scene Save's lossless_master off)")
+    return (f"scene '{scene_id}': {why}, so the film is made from its H.264 preview {video.get('Path')} "
+            "(lossy frames encoded twice); save the scene again with lossless_master on to avoid it")
+
+
+def chain_proof(run: ledger.Run, previous_id: str, record: dict) -> tuple[bool, str | None]:
+    """Whether the scene of ``record`` started on scene ``previous_id``'s saved last frame as it is now.
+
+    ``(True, None)``: chained (its ``FLF2VSource`` is ``previous-scene``, its chain facts name
+    ``previous_id``, and the recorded start file and pixel digest match that scene's last frame
+    now). ``(False, None)``: it did not chain. ``(False, why)``: it chained, but not to this frame
+    (the story was reordered, or ``previous_id`` was rendered again since).
+    """
+    telemetry = record.get("Telemetry") or {}
+    if telemetry.get("FLF2VSource") != "previous-scene":
+        return False, None
+    chain = (record.get("Extra") or {}).get("Chain") or {}
+    scene_id = record.get("SceneId")
+    named = chain.get("PreviousScene")
+    if named != previous_id:
+        return False, (f"'{scene_id}' was chained to {f'scene {named!r}' if named else 'an unrecorded scene'}, "
+                       f"not to '{previous_id}'")
+    last = ledger.scene_paths(run, previous_id).last_frame
+    expected = ledger.relative_path(run, last)
+    start_file = chain.get("StartFile")
+    if start_file and start_file.replace("\\", "/") != expected:
+        return False, f"'{scene_id}' started from {start_file}, not from {expected}"
+    digest = chain.get("StartHash")
+    if digest:
+        try:
+            now = png_digest(last)
+        except VideoError:
+            return False, f"'{previous_id}''s last frame {expected} is missing or unreadable"
+        if now != digest:
+            return False, (f"'{previous_id}' was rendered again after '{scene_id}' started on its last frame "
+                           f"({expected} changed)")
+    return True, None
+
+
+def _probe(scene_id: str, path: str) -> Any:
+    try:
+        return probe_source(path)
+    except VideoError as exc:
+        raise RenderError(f"scene '{scene_id}': {exc}") from exc
 
 
 def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip") -> FilmPlan:
@@ -133,15 +220,15 @@ def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip
     """
     if on_missing not in ("skip", "stop"):
         raise RenderError(f"on_missing '{on_missing}' is not one of skip, stop")
-    usable: list[tuple[Any, str]] = []
+    usable: list[tuple[Any, str, str, dict]] = []
     warnings: list[str] = []
     missing: list[str] = []
     for scene in scenes:
-        path, problem = _scene_problem(run, scene.id)
+        record, path, source, problem = _scene_source(run, scene.id)
         if problem:
             missing.append(f"scene '{scene.id}' {problem}")
         else:
-            usable.append((scene, path))
+            usable.append((scene, path, source, record))
     if missing and on_missing == "stop":
         raise RenderError("cannot render the whole film: " + "; ".join(missing) +
                           ". Render those scenes again, or set on_missing to 'render what exists'")
@@ -149,81 +236,134 @@ def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip
     if not usable:
         raise RenderError(f"run {run.run_id} has no rendered scene to join ({'; '.join(missing) or 'no scenes'}); "
                           "render at least one scene with Scene Save first")
+    warnings += [_preview_warning(scene.id, record) for scene, _p, source, record in usable
+                 if source == SOURCE_PREVIEW]
 
-    infos = []
-    for scene, path in usable:
-        try:
-            infos.append(probe_video(path))
-        except VideoError as exc:
-            raise RenderError(f"scene '{scene.id}': {exc}") from exc
+    infos = [_probe(scene.id, path) for scene, path, _source, _record in usable]
     fps = Fraction(infos[0].fps)
-    for (scene, _path), info in zip(usable, infos, strict=True):
+    for (scene, *_rest), info in zip(usable, infos, strict=True):
         if Fraction(info.fps) != fps:
             raise RenderError(
                 f"scene '{scene.id}' plays at {float(info.fps):g} fps but '{usable[0][0].id}' at {float(fps):g} fps; "
                 "one film needs one rate: give every scene the same fps in story.json and render it again")
     width, height = infos[0].width, infos[0].height
-    for (scene, _path), info in zip(usable, infos, strict=True):
+    for (scene, *_rest), info in zip(usable, infos, strict=True):
         if (info.width, info.height) != (width, height):
             warnings.append(f"scene '{scene.id}' is {info.width}x{info.height}, the film {width}x{height}: "
                             "resized with Lanczos (render it at the story's size to avoid this)")
 
     order = [scene.id for scene in scenes]
     segments: list[Segment] = []
-    incoming = 0
-    for position, ((scene, path), info) in enumerate(zip(usable, infos, strict=True)):
-        join, overlap, clip = CUT, 0, None
+    incoming = skip = 0  # frames of this segment's head taken by the previous join (overlap or dropped)
+    for position, ((scene, path, source, _record), info) in enumerate(zip(usable, infos, strict=True)):
         transition = scene.transition
+        join, overlap, clip, reason, next_skip = CUT, 0, None, None, 0
         if position + 1 < len(usable):
-            following = usable[position + 1][0]
+            following, _p, _s, following_record = usable[position + 1]
             adjacent = order.index(following.id) == order.index(scene.id) + 1
-            if transition.kind != CUT and not adjacent:
-                warnings.append(f"scene '{scene.id}': its {transition.kind} led into a scene that is left out; "
-                                f"cut to '{following.id}' instead")
-            elif transition.kind != CUT:
-                next_frames = infos[position + 1].frames
-                room = min(info.frames - incoming, next_frames) - 1
-                overlap = int(transition.frames)
-                if overlap > room:
-                    warnings.append(f"scene '{scene.id}': {transition.kind} of {overlap} frames does not fit "
-                                    f"(the scenes' files allow {max(room, 0)}); shortened to {max(room, 0)}")
-                    overlap = max(room, 0)
-                join = transition.kind if overlap else CUT
-                if join == VACE:
-                    join, clip = _vace_clip(run, scene.id, following.id, overlap, warnings)
+            chained, not_proven = chain_proof(run, scene.id, following_record) if adjacent else (False, None)
+            if not_proven:
+                warnings.append(f"scene '{following.id}' is recorded as chained but is not joined as chained: "
+                                f"{not_proven}; joined as the story asks ({transition.kind}). Render "
+                                f"'{following.id}' again to chain it to '{scene.id}' as it is now")
+            if not adjacent:
+                if transition.kind != CUT:
+                    reason = f"'{scene.id}''s {transition.kind} led into a scene that is left out"
+                    warnings.append(f"scene '{scene.id}': its {transition.kind} led into a scene that is left out; "
+                                    f"cut to '{following.id}' instead")
+            else:
+                join, overlap, clip, reason, next_skip = _join_pair(
+                    run, scene, following, transition, info.frames - incoming - skip,
+                    infos[position + 1].frames, chained, warnings)
+                if not_proven:
+                    reason = f"not joined as chained: {not_proven}" + (f"; {reason}" if reason else "")
         segments.append(Segment(scene.id, path, info.frames, fps, info.width, info.height, join, overlap,
-                                transition.easing if overlap else "linear", clip))
-        incoming = overlap
+                                transition.easing if overlap else "linear", clip, skip, transition.kind, reason,
+                                source))
+        incoming, skip = overlap, next_skip
     skipped = [scene.id for scene in scenes if scene.id not in {s.scene_id for s in segments}]
     return FilmPlan(segments, fps, width, height, warnings, skipped)
 
 
-def _vace_clip(run: ledger.Run, from_id: str, to_id: str, overlap: int, warnings: list[str]) -> tuple[str, str | None]:
-    """(join kind, clip path) for a VACE transition: the clip when it is there and fits, else the crossfade."""
+def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, available: int, next_frames: int,
+               chained: bool, warnings: list[str]) -> tuple[str, int, str | None, str | None, int]:
+    """``(join, overlap, clip, reason, frames of the next scene dropped)`` for two adjacent scenes.
+
+    ``available``: this scene's frames not yet taken by the previous join; ``next_frames``: the next
+    scene's frames. Appends the warnings the choice needs.
+    """
+    asked, pair = transition.kind, f"'{scene.id}' -> '{following.id}'"
+    clip = reason = None
+    if asked == VACE and transition.frames:
+        _kind, clip, problem = _vace_clip(run, scene.id, following.id, int(transition.frames))
+        if clip is None and not chained:
+            warnings.append(problem)
+            reason = problem
+    room = min(available, next_frames) - 1
+    if chained and clip is not None and int(transition.frames) > room:
+        clip = None  # a clip that does not fit whole would become a crossfade: a chained pair continues instead
+    if chained and clip is None:
+        if next_frames < 2:
+            reason = f"'{following.id}' has one frame: dropping it would leave nothing; cut instead of continue"
+            warnings.append(f"{pair}: chained, but {reason}")
+            return CUT, 0, None, reason, 0
+        why = {CUT: "a cut would show that frame twice (a stutter)",
+               CROSSFADE: "a crossfade would blend frames that lie far apart in time (ghosting)",
+               VACE: "there is no usable VACE clip, and its crossfade fallback would blend frames that lie far "
+                     "apart in time (ghosting)"}[asked]
+        reason = (f"'{following.id}' started on '{scene.id}''s saved last frame (chained): its first frame is "
+                  f"dropped, nothing blended; {why}")
+        warnings.append(f"{pair}: {asked} asked for a chained pair, joined by continue instead: {reason}")
+        return CONTINUE, 0, None, reason, 1
+    if asked == CUT:
+        return CUT, 0, None, None, 0
+    overlap = int(transition.frames)
+    if overlap > room:
+        shortened = f"{asked} of {overlap} frames does not fit (the scenes' files allow {max(room, 0)})"
+        warnings.append(f"scene '{scene.id}': {shortened}; shortened to {max(room, 0)}")
+        reason = (reason + "; " if reason else "") + f"{shortened}; shortened to {max(room, 0)}"
+        overlap = max(room, 0)
+    if not overlap:
+        return CUT, 0, None, reason, 0
+    if asked == VACE:
+        if clip is not None and overlap == int(transition.frames):
+            return VACE, overlap, clip, reason, 0
+        if clip is not None:  # the clip was made for the full overlap: not stretched
+            text = (f"vace transition {pair}: the clip holds {transition.frames} frames, the overlap "
+                    f"{overlap}; crossfaded")
+            warnings.append(text)
+            reason = f"{reason}; {text}"
+        return f"{VACE}->{CROSSFADE}", overlap, None, reason, 0
+    return CROSSFADE, overlap, None, reason, 0
+
+
+def _vace_clip(run: ledger.Run, from_id: str, to_id: str, overlap: int) -> tuple[str, str | None, str | None]:
+    """``(join kind, clip path, None)`` for a VACE transition whose clip is there and fits, else
+    ``(vace->crossfade, None, what is wrong)``."""
     path = ledger.transition_path(run, from_id, to_id)
     relative = ledger.relative_path(run, path)
+    fallback = f"{VACE}->{CROSSFADE}"
     if not os.path.isfile(path):
-        warnings.append(f"vace transition '{from_id}' -> '{to_id}': no clip at {relative}; crossfaded "
-                        f"{overlap} frames instead (render the transition with the VACE nodes to use it)")
-        return f"{VACE}->{CROSSFADE}", None
+        return fallback, None, (f"vace transition '{from_id}' -> '{to_id}': no clip at {relative}; crossfaded "
+                                f"{overlap} frames instead (render the transition with the VACE nodes to use it)")
     try:
         info = probe_video(path)
     except VideoError as exc:
-        warnings.append(f"vace transition '{from_id}' -> '{to_id}': {exc}; crossfaded instead")
-        return f"{VACE}->{CROSSFADE}", None
+        return fallback, None, f"vace transition '{from_id}' -> '{to_id}': {exc}; crossfaded instead"
     if info.frames != overlap:
-        warnings.append(f"vace transition '{from_id}' -> '{to_id}': {relative} holds {info.frames} frames but the "
-                        f"transition overlaps {overlap}; crossfaded instead (render the clip with {overlap} frames)")
-        return f"{VACE}->{CROSSFADE}", None
-    return VACE, path
+        return fallback, None, (f"vace transition '{from_id}' -> '{to_id}': {relative} holds {info.frames} frames "
+                                f"but the transition overlaps {overlap}; crossfaded instead (render the clip with "
+                                f"{overlap} frames)")
+    return VACE, path, None
 
 
 # --------------------------------------------------------------------------- the frame stream
 
 
 def _frames_of(path: str, width: int, height: int) -> Iterator[np.ndarray]:
-    """Frames of ``path`` one at a time, [H,W,3] float32 0..1, resized to ``width`` x ``height`` if needed."""
-    for chunk in iter_frames(path, READ_CHUNK, as_torch=False):
+    """Frames of ``path`` (a master or a video) one at a time, [H,W,3] float32 0..1, resized to ``width`` x
+    ``height`` if needed."""
+    for chunk in iter_source_frames(path, READ_CHUNK, as_torch=False):
         if chunk.shape[1:3] != (height, width):
             import torch
 
@@ -267,6 +407,8 @@ def joined_frames(film: FilmPlan, chunk_size: int = 8) -> Iterator[Any]:
         if index + 1 < len(film.segments):
             following = film.segments[index + 1]
             upcoming = _frames_of(following.path, film.width, film.height)
+            for _ in range(following.skip_in):  # a continue: the next scene's first frame is this one's last
+                _take(upcoming, f"scene '{following.scene_id}'")
             clip = _frames_of(segment.clip, film.width, film.height) if segment.clip else None
             weights = crossfade_weights(segment.overlap_out, segment.easing)
             for weight in weights:
@@ -280,18 +422,19 @@ def joined_frames(film: FilmPlan, chunk_size: int = 8) -> Iterator[Any]:
             if clip is not None:
                 clip.close()
             current = upcoming
-            incoming = segment.overlap_out
+            incoming = segment.overlap_out + following.skip_in
     current.close()
     if filled:
         yield torch.from_numpy(buffer[:filled].copy())
 
 
 def scene_spans(film: FilmPlan) -> list[dict[str, Any]]:
-    """Where each scene sits in the joined film: ``{scene, start, end}`` (frames, end exclusive, overlaps shared)."""
+    """Where each scene sits in the joined film: ``{scene, start, end}`` (frames, end exclusive, overlaps
+    shared; a scene continued from the previous one starts after its dropped first frame)."""
     spans, position = [], 0
     for segment in film.segments:
-        spans.append({"scene": segment.scene_id, "start": position, "end": position + segment.frames})
-        position += segment.frames - segment.overlap_out
+        spans.append({"scene": segment.scene_id, "start": position, "end": position + segment.frames - segment.skip_in})
+        position += segment.frames - segment.skip_in - segment.overlap_out
     return spans
 
 

@@ -67,7 +67,8 @@ class GemDirectStoryRender:
         "Absolute path of the final film (output/gemdirect/<story>/<run>/final/<story>.mp4).",
         "What was made: frames, size, fps, scenes and joins, warnings, and the validator's verdict.",
     )
-    DESCRIPTION = ("Joins the run's saved scenes in the story's current order (cut, crossfade, VACE clip), "
+    DESCRIPTION = ("Joins the run's saved scenes (read from their lossless masters) in the story's current order "
+                   "(cut, crossfade, VACE clip; chained scenes continue without a repeated frame), "
                    "interpolates to the target fps, upscales, and encodes the final MP4 with audio, streaming "
                    "chunk by chunk. Writes the run's telemetry and validates it.")
 

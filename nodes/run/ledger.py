@@ -9,6 +9,7 @@ Layout (``<root>`` is ``<ComfyUI output>/gemdirect``)::
         events.jsonl                          append-only event log (see events.py)
         scenes/<scene-id>.json                one record per scene (artifact-metadata Scenes[] shape)
         scenes/<scene-id>.mp4, <scene-id>_first.png, <scene-id>_last.png
+        scenes/<scene-id>.mkv (lossless master; or the PNG folder <scene-id>_frames/)
         transitions/<from-id>--<to-id>.mp4
         final/post.json, final/<story-id>.mp4
         artifact-metadata.json, run-summary.txt  (written by the telemetry writer)
@@ -167,12 +168,18 @@ class Run:
 
 @dataclass(frozen=True)
 class ScenePaths:
-    """Where one scene's files live in a run (absolute paths)."""
+    """Where one scene's files live in a run (absolute paths).
+
+    ``video`` is the H.264 preview (for people); ``master`` the lossless FFV1 master the render reads,
+    or ``master_frames``, the PNG-frames folder used where PyAV has no FFV1 encoder.
+    """
 
     record: str
     video: str
     first_frame: str
     last_frame: str
+    master: str = ""
+    master_frames: str = ""
 
     def relative(self, run: Run) -> dict[str, str]:
         """The same paths relative to the run folder with forward slashes (as telemetry writes them)."""
@@ -256,10 +263,11 @@ def resolve_in_run(run_dir: str, relative: str) -> str:
 
 
 def scene_paths(run: Run, scene_id: str) -> ScenePaths:
-    """The files of scene ``scene_id`` in ``run``: record, video, first and last frame PNGs."""
+    """The files of scene ``scene_id`` in ``run``: record, video, first and last frame PNGs, master."""
     check_scene_id(scene_id)
     stem = os.path.join(run.scenes_dir, scene_id)
-    return ScenePaths(f"{stem}.json", f"{stem}.mp4", f"{stem}_first.png", f"{stem}_last.png")
+    return ScenePaths(f"{stem}.json", f"{stem}.mp4", f"{stem}_first.png", f"{stem}_last.png", f"{stem}.mkv",
+                      f"{stem}_frames")
 
 
 def transition_path(run: Run, from_scene: str, to_scene: str) -> str:

@@ -124,8 +124,10 @@ def scene_record(*, scene_id: str, title: str, prompt: str, negative: str, seed:
                  keyframe_source: str | None = None, models: Sequence[str] = (),
                  loras: Iterable[tuple[str, float]] = (), success: bool = True, warnings: Iterable[str] = (),
                  errors: Iterable[str] = (), attempts: int | None = None, scene_index: int | None = None,
-                 updated_at: str | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One ``Scenes[]`` entry. ``video_path`` is relative to the run folder (``scenes/a.mp4``);
+                 updated_at: str | None = None, extra: Mapping[str, Any] | None = None,
+                 video_master: str | None = None) -> dict[str, Any]:
+    """One ``Scenes[]`` entry. ``video_path`` is relative to the run folder (``scenes/a.mp4``), so is
+    ``video_master`` (the lossless master the render reads, None without one);
     ``attempts`` None lets ``record_scene`` count the attempts; duration is frames / fps seconds."""
     fps_float, fps_exact = fps_fields(fps)
     return {
@@ -137,7 +139,7 @@ def scene_record(*, scene_id: str, title: str, prompt: str, negative: str, seed:
         "FPS": fps_float, "Resolution": f"{int(width)}x{int(height)}", "Success": bool(success),
         "Warnings": list(warnings), "Errors": list(errors), "AttemptsRun": attempts,
         "Video": {"Path": video_path, "DurationSeconds": video_duration, "Status": video_status,
-                  "UpdatedAt": updated_at or utc_now(), "Error": video_error},
+                  "UpdatedAt": updated_at or utc_now(), "Error": video_error, "Master": video_master},
         "Telemetry": dict(telemetry),
         "SceneIndex": scene_index, "FPSExact": fps_exact, "Extra": dict(extra) if extra else None,
     }
@@ -146,8 +148,10 @@ def scene_record(*, scene_id: str, title: str, prompt: str, negative: str, seed:
 def post_record(*, interpolation_method: str, interpolation_ms: float, upscale_method: str, upscale_ms: float,
                 transition_method: str, final_fps: Fraction | int | float | str, final_width: int,
                 final_height: int, final_frames: int, final_duration: float, final_path: str, audio_kept: bool,
-                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``Post`` block. Times in milliseconds; ``final_path`` relative to the run folder.
+                extra: Mapping[str, Any] | None = None,
+                joins: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``Post`` block. Times in milliseconds; ``final_path`` relative to the run folder; ``joins``
+    the ``Post.Joins`` entries (``From, To, Asked, Used, Frames, Reason, FilmStart``).
     Take size, frames, fps and duration from the probed final file (``encode_video`` returns them)."""
     fps_float, fps_exact = fps_fields(final_fps)
     return {
@@ -156,5 +160,7 @@ def post_record(*, interpolation_method: str, interpolation_ms: float, upscale_m
         "TransitionMethod": transition_method, "FinalFPS": fps_float,
         "FinalResolution": f"{int(final_width)}x{int(final_height)}", "FinalFrames": int(final_frames),
         "FinalDurationSeconds": round(float(final_duration), 3), "FinalPath": final_path,
-        "AudioKept": bool(audio_kept), "FinalFPSExact": fps_exact, "Extra": dict(extra) if extra else None,
+        "AudioKept": bool(audio_kept), "FinalFPSExact": fps_exact,
+        "Joins": [dict(join) for join in joins] if joins is not None else None,
+        "Extra": dict(extra) if extra else None,
     }

@@ -1,10 +1,9 @@
 """artifact-metadata.json: the telemetry contract kept from gemDirect1, as pydantic models.
 
 Field names are gemDirect1's, PascalCase, exactly as /docs/telemetry.md lists them; the pack's own
-additions sit beside them (``RunCreated``, ``Progress``, ``SceneIndex``, ``FPSExact``, ``FinalFPSExact``,
-``Extra``)
-and are optional. Unknown fields are refused, so a misspelt field (``VramDeltaMb``) is caught when
-it is written, not when a dashboard reads it.
+additions sit beside them (``RunCreated``, ``Progress``, ``SceneIndex``, ``FPSExact``, ``Video.Master``,
+``FinalFPSExact``, ``Post.Joins``, ``Extra``) and are optional. Unknown fields are refused, so a
+misspelt field (``VramDeltaMb``) is caught when it is written, not when a dashboard reads it.
 
 Units: bytes for ``Vram*`` without a suffix, MB (2**20 bytes) for ``*MB``, seconds for
 ``*Seconds``, milliseconds for ``*Elapsed``, frames per second for ``FPS``; times are UTC ISO-8601.
@@ -92,6 +91,10 @@ class VideoTelemetry(_Model):
     Status: Literal["ready", "processing", "error", "missing"]
     UpdatedAt: IsoTime
     Error: str | None
+    # gemDirect's own
+    Master: RelativePath | None = Field(
+        None, description="the scene's lossless master (scenes/<id>.mkv, FFV1; or the PNG folder "
+        "scenes/<id>_frames), which the render reads; null when masters were off. Path stays the MP4 preview")
 
 
 class GPUTelemetry(_Model):
@@ -176,6 +179,18 @@ class SceneTelemetry(_Model):
 # --------------------------------------------------------------------------- Post
 
 
+class JoinTelemetry(_Model):
+    From: str = Field(description="scene id before the join")
+    To: str = Field(description="scene id after the join")
+    Asked: str = Field(description="the transition the story asks for: cut, crossfade or vace")
+    Used: str = Field(description="what the film got: cut, continue, crossfade, vace or vace->crossfade")
+    Frames: int = Field(ge=0, description="frames the join takes from the film: the overlap (crossfade, vace) "
+                        "or the frames of To dropped (continue: 1); 0 for a cut")
+    Reason: str | None = Field(description="why Used differs from Asked (or why it is what it is), null when equal")
+    FilmStart: int = Field(ge=0, description="film frame (0-based, before interpolation) where the join begins: "
+                           "its first blended frame, or To's first frame shown for a cut or continue")
+
+
 class PostTelemetry(_Model):
     InterpolationMethod: str = Field(pattern=r"^(rife-4\.[0-9A-Za-z.]+|flow|none)$",
                                      description="rife-4.x (IFNet version), flow, or none")
@@ -191,6 +206,7 @@ class PostTelemetry(_Model):
     AudioKept: bool
     # gemDirect's own
     FinalFPSExact: str | None = Field(None, pattern=r"^\d+(/\d+)?$", description="exact rate, e.g. 24000/1001")
+    Joins: list[JoinTelemetry] | None = Field(None, description="every join between two scenes, in film order")
     Extra: dict[str, Any] | None = Field(None, description="room-specific details (free form)")
 
 
@@ -293,6 +309,7 @@ def scene_rule_problems(scene: Any, where: str = "") -> list[str]:
         problems.append(f"{where}Telemetry.GPU.VramDelta = {delta_bytes} but VramFreeBefore - VramFreeAfter = "
                         f"{free_before - free_after}; VramDelta is the memory the stage took, in bytes")
     problems += _relative_path_problems(f"{where}Video.Path", _dig(scene, "Video", "Path"))
+    problems += _relative_path_problems(f"{where}Video.Master", _dig(scene, "Video", "Master"))
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -55,6 +56,27 @@ def load_png(path: str | os.PathLike[str], *, dtype: str = "float32", as_torch: 
     except OSError as exc:  # truncated or damaged data
         raise VideoError(f"{name}: damaged image ({exc}); save it again as PNG") from exc
     return deliver(pixels, dtype, as_torch)
+
+
+def pixel_sha256(pixels: Any) -> str:
+    """sha256 (hex) of one image as the uint8 [H,W,3] C-contiguous bytes of its 8-bit values.
+
+    ``pixels``: [H,W,3] (or a one-frame batch [1,H,W,3]) float 0..1 or uint8, numpy or torch. The one
+    image hash of the pack: Chain Start's start/end hashes, the chain proof of a join and the scene
+    fingerprints all compare these.
+    """
+    values = to_uint8(pixels)
+    if values.ndim == 4 and values.shape[0] == 1:
+        values = values[0]
+    if values.ndim != 3 or values.shape[-1] != 3:
+        raise ValueError(f"pixel_sha256 needs one RGB image [H,W,3], got shape {list(values.shape)}")
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def png_digest(path: str | os.PathLike[str]) -> str:
+    """:func:`pixel_sha256` of an image file's decoded 8-bit RGB pixels (not its file bytes), so the same
+    picture saved again with other PNG settings has the same digest. VideoError as :func:`load_png`."""
+    return pixel_sha256(load_png(path, dtype="uint8", as_torch=False))
 
 
 def _last_by_seeking(info: VideoInfo) -> np.ndarray | None:
