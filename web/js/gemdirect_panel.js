@@ -72,13 +72,21 @@ function readiness() {
   return { ready: true, reason: "" };
 }
 
+/** Cancel through the server's own /queue and /interrupt routes, not api.getQueue/deleteItem: newer
+ * frontends read the queue from a /jobs API that older ComfyUI servers do not have (404). */
 async function cancel() {
   const ids = queuedIds;
   queuedIds = [];
-  for (const id of ids) await api.deleteItem("queue", id); // pending ones; a finished id is ignored
-  const queue = await api.getQueue();
-  const running = (queue.Running || []).some((item) => ids.includes(item.prompt ? item.prompt[1] : item.id));
-  if (running) await api.interrupt();
+  const post = async (path, body) => {
+    const response = await api.fetchApi(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`POST ${path}: HTTP ${response.status}`);
+  };
+  if (ids.length) await post("/queue", { delete: ids }); // pending ones; a finished id is ignored
+  const response = await api.fetchApi("/queue");
+  if (!response.ok) throw new Error(`GET /queue: HTTP ${response.status}`);
+  const queue = await response.json(); // {queue_running: [[number, prompt_id, prompt, extra, outputs]], queue_pending}
+  const running = (queue.queue_running || []).find((item) => ids.includes(item[1]));
+  if (running) await post("/interrupt", { prompt_id: running[1] }); // only ours, never someone else's prompt
 }
 
 function host() {
