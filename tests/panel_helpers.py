@@ -67,7 +67,7 @@ def render_demo_scenes(names: dict, scene_ids: tuple[str, ...] | list[str]) -> N
             **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
             video_duration=5 / float(scene.fps),
             telemetry=records.run_telemetry(fake_stage(), flf2v_source=start["flf2v_source"],
-                                            bookend=records.bookend_similarity(30.0 if previous else None)),
+                                            bookend=records.bookend_similarity(40.0 if previous else None)),
             models=["wan2.2_i2v_14B_Q4_K_M.gguf"],
             extra={"Fingerprint": fingerprint.scene_fingerprint(run.run_dir, scene, start,
                                                                 ["wan2.2_i2v_14B_Q4_K_M.gguf"])})
