@@ -1,6 +1,7 @@
 """A test server for the Story panel in a browser: the pack's real panel routes (aiohttp) over a
 fresh ComfyUI home (the demo story and one run with scene 'dawn' recorded), a health route the test
-controls, a route that records scenes as Scene Save would (POST /test/render), and web/ as static files. Prints ``PORT <n> HOME <path>`` once it listens.
+controls, a route that records scenes as Scene Save would (POST /test/render), and web/ as static
+files. Prints ``PORT <n> HOME <path>`` once it listens.
 
 Usage: python web/tests/serve_panel.py [--port 0]   (stops on SIGTERM / Ctrl+C)
 """
