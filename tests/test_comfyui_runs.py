@@ -151,3 +151,13 @@ def test_a_run_is_a_project_reorder_rerender_and_stale_scenes(server, object_inf
     assert error["node_type"] == "GemDirectStoryRender"
     assert "'dusk' (" in error["exception_message"] and "noon'" not in error["exception_message"].split("(")[0]
     assert "set on_stale to warn" in error["exception_message"]
+
+    # Regenerate: re-queue exactly what regenerate_order lists. A saved workflow's old mode 'auto' passes
+    # ComfyUI's validation (Run names mode in VALIDATE_INPUTS) and continues the same run.
+    prompt = scene_prompt(object_info, 3)
+    prompt["100"]["inputs"]["mode"] = "auto"
+    run_ok(server, prompt)
+    assert the_run(server) == run
+    assert freshness.regenerate_order(freshness.scene_states(run, plans)) == []
+    joined = [e for e in events.read_events(run.run_dir).of_kind(events.RUN_JOINED) if e.get("mode_alias")]
+    assert [(e["scene"], e["how"], e["mode_alias"]) for e in joined] == [("dusk", "continue", "auto")]

@@ -224,3 +224,27 @@ def test_story_render_warns_per_stale_scene_or_stops(story_path):
     assert result.problems == []  # the telemetry with StaleScenes keeps the contract
     with pytest.raises(join.RenderError, match="on_stale 'later' is not one of warn, stop"):
         engine.RenderSettings(on_stale="later")
+
+
+def test_the_run_node_sends_every_scenes_state(story_path):
+    comfy = pack_module("nodes.comfy")
+    seen: list[dict] = []
+
+    def listener(event, data):
+        if event == "gemdirect.run":
+            seen.append(data)
+
+    comfy.event_listeners.append(listener)
+    try:
+        _render_all(story_path)
+        _edit(story_path, lambda s: _scene(s, "a").update(steps=18))
+        h.run_scene(story_path, 3)
+    finally:
+        comfy.event_listeners.remove(listener)
+    assert seen[0]["scene_states"] == [{"scene": i, "state": "missing", "reasons": [seen[0]["scene_states"][0]
+                                                                                   ["reasons"][0]]}
+                                       for i in "abc"]
+    last = {state["scene"]: state for state in seen[-1]["scene_states"]}
+    assert last["a"] == {"scene": "a", "state": "stale", "reasons": ["steps changed (16 -> 18)"]}
+    assert last["b"]["state"] == "stale" and last["c"]["state"] == "stale"
+    assert seen[-1]["scene_states_error"] is None

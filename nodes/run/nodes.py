@@ -91,12 +91,16 @@ class GemDirectRun:
                      "to '%s'", mode, ledger.MODE_ALIASES[mode], ledger.MODE_ALIASES[mode])
         run = ledger.resolve_run(mode, story_info(story), scene.id, story.raw, run_id=run_id)
         status = ledger.run_status(run)
-        states = scene_states(run, story.plan.scenes)
+        try:
+            states, states_error = [state.to_json() for state in scene_states(run, story.plan.scenes)], None
+        except (ledger.RunError, OSError, ValueError) as exc:  # the states are for display: never block the scene
+            states, states_error = None, str(exc)
+            log.warning("[gemDirect] scene states of run %s not known: %s", run.run_id, exc)
         log.info("[gemDirect] scene '%s' -> %s", scene.id, status.describe())
         comfy.send_event("gemdirect.run", {"run_id": run.run_id, "story_id": run.story_id, "run_dir": run.run_dir,
                                            "scene": scene.id, "done": list(status.done),
                                            "failed": list(status.failed), "pending": list(status.pending),
-                                           "scene_states": [state.to_json() for state in states]})
+                                           "scene_states": states, "scene_states_error": states_error})
         return (run, run.run_dir)
 
 
