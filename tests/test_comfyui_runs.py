@@ -139,6 +139,9 @@ def test_a_run_is_a_project_reorder_rerender_and_stale_scenes(server, object_inf
     assert [(s.scene, s.state) for s in states] == [("dawn", "fresh"), ("noon", "fresh"), ("dusk", "stale")]
     assert states[2].reasons == ["'noon' changed since: its last frame is not the frame this scene started on"]
     assert freshness.regenerate_order(states) == ["dusk"]
+    served = server.get("/gemdirect/run", params={"story": STORY_ID, "run": run.run_id, "name": DEMO_STORY})
+    assert served.status_code == 200, served.text[:500]
+    assert served.json()["regenerate"] == ["dusk"]  # what the panel's Regenerate stale queues
 
     seen = len(events.read_events(run.run_dir).events)
     run_ok(server, render_prompt(object_info))
