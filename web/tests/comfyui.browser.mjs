@@ -3,8 +3,11 @@
 // For each frontend: its own temporary --base-directory (custom_nodes/gemdirect -> this repository)
 // and its own free port; the Story sidebar tab opens, the demo story's cards come up, the panel's
 // settings are registered, and Generate over example_workflows/story_scene_preview.json queues one
-// prompt per scene (scene_index 1..N) that ComfyUI runs to success. Screenshot per frontend:
-// web/tests/output/panel-frontend-<version>.png (and docs/img/ with GEMDIRECT_DOCS_IMG=1).
+// prompt per scene (scene_index 1..N) that ComfyUI runs to success; with Story Render in the graph
+// only the last prompt carries it; in a graph that saves scenes (animatics), an edited scene turns
+// stale and Regenerate stale queues that scene only, after which it is fresh again. Screenshot per
+// frontend (the stale badge): web/tests/output/panel-frontend-<version>.png (also into docs/img/
+// with GEMDIRECT_DOCS_IMG=1).
 //
 //   COMFYUI_PATH=/path/to/ComfyUI [COMFYUI_PYTHON=python] \
 //   [COMFYUI_FRONTEND_ROOT=/path/to/comfyui_frontend_package/static] node web/tests/comfyui.browser.mjs
@@ -30,6 +33,7 @@ const python = process.env.COMFYUI_PYTHON || process.env.PYTHON
   || (process.env.VIRTUAL_ENV ? join(process.env.VIRTUAL_ENV, "bin", "python") : "python3");
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const WORKFLOW = join(repo, "example_workflows", "story_scene_preview.json");
+const RENDER_WORKFLOW = join(repo, "example_workflows", "story_render.json");
 const DEMO_SCENES = ["dawn", "noon", "dusk"];
 const START_SECONDS = 180;
 
@@ -136,6 +140,7 @@ const history = async (url) => Object.values(await getJson(`${url}/api/history`)
   status: item.status && item.status.status_str,
   number: item.prompt[0],
   scene_index: Object.values(item.prompt[2]).filter((n) => n.class_type === "GemDirectSceneSelect").map((n) => n.inputs.scene_index)[0],
+  render: Object.values(item.prompt[2]).filter((n) => n.class_type === "GemDirectStoryRender").map((n) => n.inputs.when)[0] || null,
 })).sort((a, b) => a.number - b.number);
 
 async function queueEmpty(url, seconds = 300) {
@@ -173,7 +178,7 @@ async function checkPanel(frontend) {
     await page.waitForFunction(() => /Queued 3 scenes/.test(document.querySelector(".gd-note").textContent), null, { timeout: 60000 });
     await queueEmpty(comfy.url);
     const ran = await history(comfy.url);
-    assert.deepEqual(ran.map((h) => h.scene_index), [1, 2, 3], JSON.stringify(ran));
+    assert.deepEqual(ran.map((h) => [h.scene_index, h.render]), [[1, null], [2, null], [3, null]], JSON.stringify(ran));
     assert.deepEqual(ran.map((h) => h.status), ["success", "success", "success"], logTail(comfy.log));
     // the widget is put back after queueing (the workflow ships scene_index 1)
     assert.equal(await page.evaluate(() => window.comfyAPI.app.app.graph._nodes.find((n) => n.type === "GemDirectSceneSelect")
@@ -181,10 +186,97 @@ async function checkPanel(frontend) {
     await page.waitForFunction(() => [...document.querySelectorAll(".gd-badge")].every((b) => b.dataset.state === "pending"),
       null, { timeout: 30000 }); // queued badges clear once ComfyUI's queue is empty (status event)
 
+    // Story Render (story_render.json) with a preview of the keyframe as another output: it is left
+    // out of every prompt but the last, which renders "after the last scene"
+    const renderWorkflow = JSON.parse(readFileSync(RENDER_WORKFLOW, "utf8"));
+    await page.evaluate((w) => window.comfyAPI.app.app.loadGraphData(w), renderWorkflow);
+    await page.evaluate(() => {
+      const { app } = window.comfyAPI.app;
+      const select = app.graph._nodes.find((n) => n.type === "GemDirectSceneSelect");
+      const preview = window.LiteGraph.createNode("PreviewImage");
+      app.graph.add(preview);
+      select.connect(select.outputs.findIndex((o) => o.name === "keyframe"), preview, 0);
+    });
+    await page.waitForFunction(() => !document.querySelector(".gd-generate").disabled, null, { timeout: 30000 });
+    await generate.click();
+    await page.waitForFunction(() => /Queued 3 scenes; the last one also renders the film/.test(document.querySelector(".gd-note").textContent),
+      null, { timeout: 60000 });
+    await queueEmpty(comfy.url);
+    const rendered = (await history(comfy.url)).slice(3);
+    assert.deepEqual(rendered.map((h) => [h.scene_index, h.render]), [[1, null], [2, null], [3, "after the last scene"]],
+      JSON.stringify(rendered));
+    assert.deepEqual(rendered.map((h) => h.status), ["success", "success", "success"], logTail(comfy.log));
+    assert.equal(await page.evaluate(() => window.comfyAPI.app.app.graph._nodes.find((n) => n.type === "GemDirectStoryRender").mode), 0);
+
+    // A graph that saves scenes (animatics: they render on a CPU): Generate renders the three, an
+    // edit of the last scene's prompt makes it stale, Regenerate stale queues that scene only.
+    await page.evaluate(() => {
+      const { app } = window.comfyAPI.app;
+      const { LiteGraph } = window;
+      app.graph.clear();
+      const add = (type, x) => { const n = LiteGraph.createNode(type); n.pos = [x, 80]; app.graph.add(n); return n; };
+      const link = (from, output, to, input) => {
+        const slot = from.outputs.findIndex((o) => o.name === output);
+        const target = to.inputs.findIndex((i) => i.name === input);
+        if (slot < 0 || target < 0) throw new Error(`no ${from.type}.${output} -> ${to.type}.${input}`);
+        from.connect(slot, to, target);
+      };
+      const loader = add("GemDirectStoryLoader", 0);
+      const select = add("GemDirectSceneSelect", 300);
+      const run = add("GemDirectRun", 600);
+      const start = add("GemDirectChainStart", 900);
+      const animatic = add("GemDirectAnimatic", 1200);
+      const save = add("GemDirectSceneSave", 1500);
+      loader.widgets.find((w) => w.name === "story").value = "demo/story.json";
+      link(loader, "story", select, "story");
+      link(loader, "story", run, "story");
+      link(select, "scene", run, "scene");
+      link(run, "run", start, "run");
+      link(select, "scene", start, "scene");
+      link(start, "start_image", animatic, "keyframe");
+      link(start, "end_image", animatic, "end_image");
+      link(select, "scene", animatic, "scene");
+      link(animatic, "frames", save, "frames");
+      link(select, "scene", save, "scene");
+      link(run, "run", save, "run");
+    });
+    await page.waitForFunction(() => !document.querySelector(".gd-generate").disabled, null, { timeout: 30000 });
+    await generate.click();
+    await page.waitForFunction(() => /Queued 3 scenes/.test(document.querySelector(".gd-note").textContent), null, { timeout: 60000 });
+    await queueEmpty(comfy.url, 600);
+    const saved = (await history(comfy.url)).slice(6);
+    assert.deepEqual(saved.map((h) => [h.scene_index, h.status]), [[1, "success"], [2, "success"], [3, "success"]],
+      `${JSON.stringify(saved)}\n${logTail(comfy.log)}`);
+    await page.click(".gd-panel button[title=Refresh]");
+    await page.waitForFunction(() => [...document.querySelectorAll(".gd-badge")].every((b) => ["done", "warning"].includes(b.dataset.state)),
+      null, { timeout: 30000 });
+    const regenerate = page.locator(".gd-regenerate");
+    assert.match(await regenerate.getAttribute("title"), /every scene of this run is fresh/);
+    await page.click('.gd-card[data-scene="dusk"]');
+    await page.fill(".gd-prompt", "The lighthouse at dusk, its lamp turning, rain on the glass, slow pull out");
+    await page.click("text=Save scene");
+    await page.waitForFunction(() => document.querySelector('.gd-card[data-scene="dusk"] .gd-badge').dataset.state === "stale",
+      null, { timeout: 30000 });
+    assert.match(await page.locator('.gd-card[data-scene="dusk"] .gd-badge').getAttribute("title"), /prompt changed/);
+    assert.equal(await regenerate.textContent(), "Regenerate stale (1)");
+    await page.evaluate(() => { // the panel's top (story, actions, cards) in view, for the picture
+      for (let node = document.querySelector(".gd-panel"); node; node = node.parentElement) node.scrollTop = 0;
+    });
     mkdirSync(output, { recursive: true });
     const shot = join(output, `panel-frontend-${version}.png`);
     await page.screenshot({ path: shot });
     if (process.env.GEMDIRECT_DOCS_IMG) copyFileSync(shot, join(repo, "docs", "img", `panel-frontend-${version}.png`));
+    await regenerate.click();
+    await page.waitForFunction(() => /Queued 1 scenes/.test(document.querySelector(".gd-note").textContent), null, { timeout: 60000 });
+    await queueEmpty(comfy.url, 600);
+    const again = (await history(comfy.url)).slice(9);
+    assert.deepEqual(again.map((h) => [h.scene_index, h.status]), [[3, "success"]], JSON.stringify(again));
+    await page.click(".gd-panel button[title=Refresh]");
+    await page.waitForFunction(() => document.querySelector('.gd-card[data-scene="dusk"] .gd-badge').dataset.state !== "stale",
+      null, { timeout: 30000 });
+    assert.match(await regenerate.getAttribute("title"), /every scene of this run is fresh/);
+
+    await page.screenshot({ path: join(output, `panel-regenerated-frontend-${version}.png`) });
     assert.deepEqual(problems, []);
     return { version, screenshot: shot, bytes: statSync(shot).size, ran };
   } finally {
