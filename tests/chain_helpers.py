@@ -84,7 +84,7 @@ PROMPT = {
 }
 
 
-def run_scene(story_path: Path, index: int, *, mode: str = "auto", color_match: str = "off", prompt=PROMPT,
+def run_scene(story_path: Path, index: int, *, mode: str = "continue", color_match: str = "off", prompt=PROMPT,
               renderer=render, end_image: str = "auto"):
     """One prompt rendering scene ``index``: fresh node instances and a fresh story load, as ComfyUI does."""
     story = load_story(story_path)

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 from conftest import pack_module
-from run_helpers import scene_record
+from run_helpers import fake_stage, scene_record
 from run_helpers import story_info as plain_story_info
 
 ledger = pack_module("nodes.run.ledger")
 story_nodes = pack_module("nodes.story.nodes")
 images = pack_module("nodes.video.images")
+encode = pack_module("nodes.video.encode")
+records = pack_module("nodes.run.records")
+fingerprint = pack_module("nodes.run.fingerprint")
+plan = pack_module("nodes.story.plan")
 
 DEMO = "demo/story.json"
 STORY_ID = "lighthouse"
@@ -35,3 +39,36 @@ def make_home(home: Path) -> dict:
     images.save_png(last, frame)
     return {"story": DEMO, "story_path": story_path, "story_id": STORY_ID, "run_id": run.run_id, "run": run}
 
+
+
+def render_demo_scenes(names: dict, scene_ids: tuple[str, ...] | list[str]) -> None:
+    """Record scenes of the demo story (as planned from its story.json now) in the run as Scene Save
+    leaves them: a small H.264 preview, the last frame PNG, and a record with its fingerprint; a
+    chained scene after the first starts on its predecessor's saved last frame (hashed into the
+    fingerprint), so a scene rendered this way is fresh until the story or its predecessor changes.
+    Render in play order (a chained scene hashes its predecessor's last frame as it is then)."""
+    loaded = plan.load_and_plan(str(names["story_path"]))
+    run = names["run"]
+    plans = list(loaded.plan.scenes)
+    for scene_id in scene_ids:
+        position = next(i for i, p in enumerate(plans) if p.id == scene_id)
+        scene, previous = plans[position], plans[position - 1] if position else None
+        paths = ledger.scene_paths(run, scene_id)
+        frames = np.zeros((5, 48, 80, 3), np.float32)
+        frames[..., position % 3] = np.linspace(0.2, 0.9, 5, dtype=np.float32)[:, None, None]
+        encode.encode_video(paths.video, frames, scene.fps)
+        images.save_png(paths.last_frame, frames[-1])
+        if scene.chain and previous is not None:
+            start = {"flf2v_source": "previous-scene", "previous_scene": previous.id,
+                     "start_file": ledger.scene_paths(run, previous.id).last_frame, "fit": "crop"}
+        else:
+            start = {"flf2v_source": "keyframe"}
+        record = records.scene_record(
+            **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
+            video_duration=5 / float(scene.fps),
+            telemetry=records.run_telemetry(fake_stage(), flf2v_source=start["flf2v_source"],
+                                            bookend=records.bookend_similarity(40.0 if previous else None)),
+            models=["wan2.2_i2v_14B_Q4_K_M.gguf"],
+            extra={"Fingerprint": fingerprint.scene_fingerprint(run.run_dir, scene, start,
+                                                                ["wan2.2_i2v_14B_Q4_K_M.gguf"])})
+        ledger.record_scene(run, record)

@@ -146,14 +146,12 @@ def test_a_failed_save_is_recorded_and_the_next_scene_falls_back_to_its_keyframe
 
 def test_a_rerendered_scene_replaces_its_files_and_counts_the_attempt(story_path):
     first = h.run_scene(story_path, 1)
-    second = h.run_scene(story_path, 1, mode="auto")
-    assert second["run"] != first["run"]  # auto: scene 1 starts a new run
-    story = h.load_story(story_path)
-    scene, *_ = h.node("GemDirectSceneSelect").select(story, 1)
-    run = second["run"]
-    h.node("GemDirectChainStart").start(run, scene, "crop", "from story")
-    h.node("GemDirectSceneSave").save(second["frames"], scene, run, "off", 1.0)
-    assert ledger.read_scene(run, "a")["AttemptsRun"] == 2
+    second = h.run_scene(story_path, 1, mode="continue")
+    assert second["run"] == first["run"]  # continue: scene 1 queued again renders into the same run
+    assert ledger.read_scene(second["run"], "a")["AttemptsRun"] == 2
+    newer = h.run_scene(story_path, 1, mode="new")
+    assert newer["run"] != first["run"]
+    assert ledger.read_scene(newer["run"], "a")["AttemptsRun"] == 1
 
 
 def test_a_bad_bookend_is_scored_and_warned_about(story_path):

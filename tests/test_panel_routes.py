@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import pack_module
-from panel_helpers import make_home
+from panel_helpers import make_home, render_demo_scenes
 
 web = pytest.importorskip("aiohttp.web")
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
@@ -270,3 +270,91 @@ def test_a_bad_story_names_each_field(home):
     assert status == 422
     paths = {issue["path"] for issue in body["issues"]}
     assert {"scenes[1].cfg", "scenes[2].steps"} <= paths
+
+
+# --------------------------------------------------------------------------- stale scenes
+
+
+def run_detail(home, **params):
+    return call("GET", "/gemdirect/run", params={"story": "lighthouse", "run": home["run_id"], **params})
+
+
+def edit_demo(home, change):
+    raw = json.loads(home["story_path"].read_text())
+    change(raw)
+    home["story_path"].write_text(json.dumps(raw, indent=2))
+
+
+def test_run_states_are_fresh_after_rendering_and_the_regenerate_list_is_empty(home):
+    render_demo_scenes(home, ["dawn", "noon", "dusk"])
+    status, body = run_detail(home, name="demo/story.json")
+    assert status == 200, body
+    assert body["states"] == [{"scene": s, "state": "fresh", "reasons": []} for s in ("dawn", "noon", "dusk")]
+    assert body["regenerate"] == [] and body["states_against"] == "demo/story.json"
+
+
+def test_an_edited_last_scene_is_stale_with_the_reason_and_is_all_there_is_to_regenerate(home):
+    render_demo_scenes(home, ["dawn", "noon", "dusk"])
+    edit_demo(home, lambda raw: raw["scenes"][2].update(prompt=raw["scenes"][2]["prompt"] + " Rain."))
+    for params in ({"name": "demo/story.json"}, {}):  # by name, or the story found by its id
+        status, body = run_detail(home, **params)
+        assert status == 200, body
+        assert [s["state"] for s in body["states"]] == ["fresh", "fresh", "stale"]
+        assert body["states"][2]["reasons"] == ["prompt changed"]
+        assert body["regenerate"] == ["dusk"] and body["states_against"] == "demo/story.json"
+
+
+def test_a_changed_middle_scene_makes_its_chained_successor_stale_in_play_order(home):
+    render_demo_scenes(home, ["dawn", "noon", "dusk"])
+    edit_demo(home, lambda raw: raw["scenes"][1].update(seed=7))
+    status, body = run_detail(home, name="demo/story.json")
+    assert status == 200, body
+    states = {s["scene"]: s for s in body["states"]}
+    assert states["noon"]["state"] == "stale" and "seed changed" in states["noon"]["reasons"][0]
+    assert states["dusk"]["state"] == "stale" and "chained to 'noon', which is stale" in states["dusk"]["reasons"]
+    assert body["regenerate"] == ["noon", "dusk"]
+
+
+def test_missing_and_failed_scenes_are_in_the_regenerate_list(home):
+    render_demo_scenes(home, ["dawn"])
+    run = home["run"]
+    ledger = pack_module("nodes.run.ledger")
+    from run_helpers import scene_record
+    ledger.record_scene(run, scene_record("noon", 2, success=False))
+    status, body = run_detail(home, name="demo/story.json")
+    assert status == 200, body
+    assert [(s["scene"], s["state"]) for s in body["states"]] == [
+        ("dawn", "fresh"), ("noon", "failed"), ("dusk", "missing")]
+    assert "out of memory" in body["states"][1]["reasons"][0]
+    assert body["regenerate"] == ["noon", "dusk"]
+
+
+def test_a_bad_story_gives_422_naming_the_field_and_another_storys_name_400(home):
+    render_demo_scenes(home, ["dawn"])
+    edit_demo(home, lambda raw: raw["scenes"][1].update(cfg=99))
+    status, body = run_detail(home, name="demo/story.json")
+    assert status == 422 and body["issues"][0]["path"].startswith("scenes[1].cfg"), body
+    # without a name the invalid story is not the one compared with: the run's recorded story is
+    status, body = run_detail(home)
+    assert status == 200, body
+    assert body["states_against"].startswith("the story recorded in the run")
+    other = home["home"] / "input" / "gemdirect" / "other" / "story.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps({"title": "Other", "scenes": [{"id": "a", "prompt": "a cat", "duration": 1}]}))
+    status, body = run_detail(home, name="other/story.json")
+    assert status == 400 and "not 'lighthouse'" in body["error"], body
+    status, body = run_detail(home, name="../etc/story.json")
+    assert status == 400
+
+
+def test_the_start_match_of_a_chained_scene_is_in_the_run_view(home):
+    from run_helpers import scene_record
+    record = scene_record("noon", 2, bookend=30.0)
+    record["Telemetry"]["StartMatch"] = {"PSNR": 24.5, "SSIM": 0.71, "Verdict": "fail", "Threshold": 28.0}
+    # written as the file Scene Save leaves (the schema with StartMatch comes with the seam check)
+    path = pack_module("nodes.run.ledger").scene_paths(home["run"], "noon").record
+    pack_module("nodes.run.atomic").atomic_write_json(path, record)
+    status, body = run_detail(home)
+    assert status == 200, body
+    assert body["scenes"]["noon"]["start_match"] == {"psnr": 24.5, "ssim": 0.71, "verdict": "fail", "threshold": 28.0}
+    assert body["scenes"]["dawn"]["start_match"] is None

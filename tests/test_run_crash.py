@@ -1,7 +1,8 @@
 """Crash safety of the ledger's files: writers killed mid-write (SIGKILL) and two writers at once.
 
-The writer processes load the pack's own ``nodes/run/atomic.py`` and ``nodes/run/events.py`` straight
-from their files (both import only the standard library), so each respawn costs a bare interpreter.
+The writer processes load the pack's own ``nodes/run/atomic.py`` and ``nodes/run/events.py`` (with the
+``lock.py`` it imports) as the run room alone (standard library only), so each respawn costs a bare
+interpreter.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ events = pack_module("nodes.run.events")
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
 LOAD = """
-import hashlib, importlib.util, json, os, sys
+import hashlib, importlib, importlib.util, json, os, sys
 def load(name):
-    spec = importlib.util.spec_from_file_location("gd_" + name, os.path.join({run_room!r}, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    # The run room alone as a package (its __init__ imports nothing), so events.py's relative import
+    # of lock.py works without importing the rest of the pack.
+    if "gd_run" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gd_run", os.path.join({run_room!r}, "__init__.py"),
+                                                      submodule_search_locations=[{run_room!r}])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["gd_run"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("gd_run." + name)
 """.format(run_room=str(REPO_ROOT / "nodes" / "run"))
 
 REWRITER = LOAD + """

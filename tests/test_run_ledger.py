@@ -96,23 +96,24 @@ def test_paths_inside_a_run_may_not_leave_it(root):
 # --------------------------------------------------------------------------- run modes
 
 
-def test_auto_mode_starts_with_scene_one_and_later_scenes_join_it(root):
+def test_continue_mode_renders_every_scene_into_the_storys_newest_run(root):
     info, raw = h.story_info(), h.story_raw()
-    first = ledger.resolve_run("auto", info, "a", raw, root=root)
-    second = ledger.resolve_run("auto", info, "b", raw, root=root)
-    third = ledger.resolve_run("auto", info, "c", raw, root=root)
-    assert second == first and third == first
-    again = ledger.resolve_run("auto", info, "a", raw, root=root)
-    assert again.run_id != first.run_id  # scene 1 queued again: a new run
-    assert ledger.resolve_run("auto", info, "b", raw, root=root) == again  # the newest unfinished one
+    first = ledger.resolve_run("continue", info, "a", raw, root=root)  # the story has no run: one is made
+    assert ledger.list_runs("test-story", root=root) == [first]
+    second = ledger.resolve_run("continue", info, "b", raw, root=root)
+    third = ledger.resolve_run("continue", info, "c", raw, root=root)
+    again = ledger.resolve_run("continue", info, "a", raw, root=root)  # scene 1 queued again: the same run
+    assert second == first and third == first and again == first
+    newer = ledger.resolve_run("new", info, "a", raw, root=root)
+    assert newer != first
+    assert ledger.resolve_run("continue", info, "b", raw, root=root) == newer  # the newest run
     joins = events.read_events(first.run_dir).of_kind("run_joined")
-    assert [(e["scene"], e["how"]) for e in joins] == [("b", "auto"), ("c", "auto")]
+    assert [(e["scene"], e["how"]) for e in joins] == [("b", "continue"), ("c", "continue"), ("a", "continue")]
 
 
-def test_auto_mode_without_an_unfinished_run_starts_one(root):
+def test_continue_mode_joins_a_finished_run_and_auto_is_its_old_name(root):
     info, raw = h.story_info(), h.story_raw()
-    run = ledger.resolve_run("auto", info, "b", raw, root=root)
-    assert ledger.list_runs("test-story", root=root) == [run]
+    run = ledger.resolve_run("continue", info, "b", raw, root=root)
     # Finish it: a recorded post with its final video on disk.
     final = ledger.final_video_path(run)
     atomic.atomic_write_bytes(final, b"not really a video")
@@ -122,8 +123,24 @@ def test_auto_mode_without_an_unfinished_run_starts_one(root):
         final_duration=0.56, final_path=ledger.relative_path(run, final), audio_kept=False)
     ledger.record_post(run, post)
     assert ledger.run_status(run).finished
-    later = ledger.resolve_run("auto", info, "c", raw, root=root)
-    assert later.run_id != run.run_id
+    assert ledger.resolve_run("continue", info, "c", raw, root=root) == run  # re-render in the finished run
+    assert ledger.resolve_run("auto", info, "a", raw, root=root) == run  # a saved workflow's old value
+    joined = events.read_events(run.run_dir).of_kind("run_joined")[-1]
+    assert (joined["how"], joined["mode_alias"]) == ("continue", "auto")
+    assert ledger.list_runs("test-story", root=root) == [run]
+    with pytest.raises(ledger.RunError, match="mode 'later' is not a run mode: use one of continue, new"):
+        ledger.resolve_run("later", info, "a", raw, root=root)
+
+
+def test_a_reordered_story_keeps_the_run_and_the_manifest_follows_it(root):
+    info, raw = h.story_info(), h.story_raw()
+    run = ledger.resolve_run("continue", info, "a", raw, root=root)
+    reordered = (("c", "Dusk"), ("a", "Dawn"), ("b", "Boat"))
+    same = ledger.resolve_run("continue", h.story_info(scenes=reordered, content_hash="hash-2"), "b",
+                              h.story_raw(reordered), root=root)
+    assert same == run
+    assert ledger.story_info(run).scene_ids == ("c", "a", "b")
+    assert [s["id"] for s in json.loads(Path(run.story_path).read_text())["scenes"]] == ["c", "a", "b"]
 
 
 def test_new_mode_always_starts_a_run_and_a_run_id_resumes_that_run(root):
@@ -137,14 +154,14 @@ def test_new_mode_always_starts_a_run_and_a_run_id_resumes_that_run(root):
     with pytest.raises(ledger.RunError, match="not a run mode"):
         ledger.resolve_run("sometimes", info, "b", raw, root=root)
     with pytest.raises(ledger.RunError, match="scene 'zz' is not in story 'test-story'"):
-        ledger.resolve_run("auto", info, "zz", raw, root=root)
+        ledger.resolve_run("continue", info, "zz", raw, root=root)
 
 
 def test_a_joining_scene_with_a_changed_story_updates_the_run_and_warns(root):
-    run = ledger.resolve_run("auto", h.story_info(), "a", h.story_raw(), root=root)
+    run = ledger.resolve_run("continue", h.story_info(), "a", h.story_raw(), root=root)
     changed_raw = h.story_raw()
     changed_raw["title"] = "Test Story, revised"
-    joined = ledger.resolve_run("auto", h.story_info(content_hash="hash-2"), "b", changed_raw, root=root)
+    joined = ledger.resolve_run("continue", h.story_info(content_hash="hash-2"), "b", changed_raw, root=root)
     assert joined == run
     assert json.loads(Path(run.story_path).read_text())["title"] == "Test Story, revised"
     assert ledger.story_info(run).content_hash == "hash-2"

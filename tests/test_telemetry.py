@@ -233,9 +233,9 @@ def _real_story(tmp_path):
 def test_run_node_starts_and_joins_runs_of_a_real_story(root, tmp_path):
     story, scenes = _real_story(tmp_path)
     node = run_nodes.GemDirectRun()
-    run, run_dir = node.start(story, scenes[0], "auto")
+    run, run_dir = node.start(story, scenes[0], "continue")
     assert run_dir == run.run_dir and run.story_id == "test-story"
-    assert node.start(story, scenes[1], "auto")[0] == run
+    assert node.start(story, scenes[1], "auto")[0] == run  # the old name of continue
     assert node.start(story, scenes[2], "new")[0] != run
     assert node.start(story, scenes[2], "auto", run_id=run.run_id)[0] == run
     info = ledger.story_info(run)

@@ -33,6 +33,7 @@ import numpy as np
 from .. import comfy
 from ..paths import is_inside
 from ..run import events, ledger, measure, records
+from ..run.fingerprint import scene_fingerprint
 from ..video.convert import to_uint8
 from ..video.encode import encode_video
 from ..video.images import load_png, png_digest, save_png
@@ -290,6 +291,7 @@ def _failure_record(run: ledger.Run, scene: Any, paths: ledger.ScenePaths, stage
     record = records.scene_record(
         **records.scene_plan_fields(scene), video_path=ledger.relative_path(run, paths.video),
         video_status="error", video_error=error, success=False, errors=[error], models=models,
+        extra={"Fingerprint": scene_fingerprint(run.run_dir, scene, start_event, models)},
         telemetry=records.run_telemetry(stage, flf2v_source=source, flf2v_fallback=fallback, fallback_notes=notes,
                                         flf2v_end=start_event.get("flf2v_end") if start_event else None),
     )
@@ -407,6 +409,7 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         "Files": {"FirstFrame": ledger.relative_path(run, paths.first_frame),
                   "LastFrame": ledger.relative_path(run, paths.last_frame), "Master": master_path},
         "Audio": audio is not None,
+        "Fingerprint": scene_fingerprint(run.run_dir, scene, start_event, models),  # what made it: staleness
     }
     record = records.scene_record(
         **fields, video_path=ledger.relative_path(run, paths.video), video_status="ready",

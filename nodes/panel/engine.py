@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import comfy
 from ..paths import is_inside, resolve_inside
-from ..run import ledger
+from ..run import freshness, ledger
 from ..story.load import (
     MAX_STORY_BYTES,
     StoryError,
@@ -166,14 +166,16 @@ def list_story_summaries() -> dict[str, Any]:
     return {"stories": stories}
 
 
-def get_story(name: Any) -> dict[str, Any]:
-    """Story ``name`` as on disk plus its plan per scene (frames, fps, duration) and its hash."""
-    path = story_file(name)
+def _load_planned(path: str) -> LoadedStory:
     try:
-        loaded = load_and_plan(path)
+        return load_and_plan(path)
     except StoryError as exc:
         raise _story_error(exc) from None
-    return _story_json(name, loaded)
+
+
+def get_story(name: Any) -> dict[str, Any]:
+    """Story ``name`` as on disk plus its plan per scene (frames, fps, duration) and its hash."""
+    return _story_json(name, _load_planned(story_file(name)))
 
 
 def _body_object(body: Any, example: str) -> dict[str, Any]:
@@ -272,6 +274,15 @@ def open_story_run(story_id: Any, run_id: Any) -> ledger.Run:
     return run
 
 
+def _start_match(value: Any) -> dict[str, Any] | None:
+    """A chained scene's first frame against the start image it was given (Telemetry.StartMatch:
+    PSNR dB, SSIM, Verdict pass|fail, Threshold dB), or None when the record has none."""
+    if not isinstance(value, Mapping):
+        return None
+    return {"psnr": value.get("PSNR"), "ssim": value.get("SSIM"), "verdict": value.get("Verdict"),
+            "threshold": value.get("Threshold")}
+
+
 def _scene_view(record: Mapping[str, Any]) -> dict[str, Any]:
     telemetry = record.get("Telemetry") or {}
     gpu = telemetry.get("GPU") or {}
@@ -286,16 +297,58 @@ def _scene_view(record: Mapping[str, Any]) -> dict[str, Any]:
         "vram_before_mb": gpu.get("VramBeforeMB"), "vram_after_mb": gpu.get("VramAfterMB"),
         "vram_peak_mb": gpu.get("VramPeakMB"), "gpu": gpu.get("Name"),
         "bookend": {"score": bookend.get("Score"), "status": bookend.get("Status")} if bookend else None,
+        "start_match": _start_match(telemetry.get("StartMatch")),
         "video": {"path": video.get("Path"), "status": video.get("Status")} if video else None,
         "warnings": list(record.get("Warnings") or []), "errors": list(record.get("Errors") or []),
         "attempts": record.get("AttemptsRun"),
     }
 
 
-def get_run(story_id: Any, run_id: Any) -> dict[str, Any]:
-    """One run: its progress, each recorded scene's telemetry (seed, cfg, steps, VRAM, elapsed, bookend),
-    and artifact-metadata.json when the telemetry writer has written it."""
+def _current_story(story_id: str, name: Any) -> tuple[str | None, Any]:
+    """(name, scene plans) of the story as it is on disk now: story ``name`` when given (a bad story is a
+    422 naming each field; another story's name a 400), else the first valid story under
+    input/gemdirect/ with this id; (None, None) when there is none."""
+    if name:
+        loaded = _load_planned(story_file(name))
+        if loaded.plan.story_id != story_id:
+            raise PanelError(400, f"story {name!r} has id {loaded.plan.story_id!r}, not {story_id!r}; pass the "
+                             "story this run belongs to", [{"path": "name", "message": "another story"}])
+        return name, loaded.plan.scenes
+    for candidate in list_stories():
+        if candidate == NO_STORIES or not STORY_NAME.match(candidate):
+            continue
+        try:
+            loaded = load_and_plan(story_file(candidate))
+        except (StoryError, PanelError):
+            continue
+        if loaded.plan.story_id == story_id:
+            return candidate, loaded.plan.scenes
+    return None, None
+
+
+def _freshness(run: ledger.Run, name: Any) -> dict[str, Any]:
+    """Each scene's state (fresh | stale | missing | failed, with reasons) against the story on disk now,
+    and the scenes to regenerate in play order (nodes/run/freshness.py)."""
+    story_name, plans = _current_story(run.story_id, name)
+    compared = story_name or "the story recorded in the run (no story with this id in input/gemdirect/)"
+    try:
+        states = freshness.scene_states(run, plans)
+    except (ledger.RunError, OSError, ValueError) as exc:
+        if name:
+            raise PanelError(422, f"the scenes' states cannot be worked out: {exc}") from None
+        return {"states": None, "regenerate": None, "states_against": compared,
+                "states_error": f"the scenes' states cannot be worked out: {exc}"}
+    return {"states": [state.to_json() for state in states], "regenerate": freshness.regenerate_order(states),
+            "states_against": compared}
+
+
+def get_run(story_id: Any, run_id: Any, name: Any = None) -> dict[str, Any]:
+    """One run: its progress, each recorded scene's telemetry (seed, cfg, steps, VRAM, elapsed, bookend,
+    start match), artifact-metadata.json when the telemetry writer has written it, and each scene's
+    state against the story on disk now (story ``name``, else the story with this id) with the
+    ``regenerate`` list."""
     run = open_story_run(story_id, run_id)
+    fresh = _freshness(run, name)
     try:
         summary = _run_summary(run)
         scenes = {record.get("SceneId"): _scene_view(record) for record in ledger.read_scenes(run)}
@@ -309,17 +362,14 @@ def get_run(story_id: Any, run_id: Any) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             summary["metadata_error"] = f"artifact-metadata.json unreadable: {exc}"
     run_dir = os.path.relpath(run.run_dir, comfy.output_directory()).replace(os.sep, "/")
-    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata}
+    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata, **fresh}
 
 
 # --------------------------------------------------------------------------- files
 
 
 def _scene_of(path: str, scene_id: str) -> tuple[LoadedStory, Any]:
-    try:
-        loaded = load_and_plan(path)
-    except StoryError as exc:
-        raise _story_error(exc) from None
+    loaded = _load_planned(path)
     for scene in loaded.plan.scenes:
         if scene.id == scene_id:
             return loaded, scene
@@ -363,7 +413,7 @@ def export_story(name: Any, fmt: Any, run_id: Any = None) -> tuple[str, str, str
         raise PanelError(400, f"format {str(fmt)[:20]!r} is not known; use json or edl",
                          [{"path": "format", "message": "use json or edl"}])
     story = get_story(name)
-    run = get_run(story["story_id"], run_id) if run_id else None
+    run = get_run(story["story_id"], run_id, name) if run_id else None
     stem = story["story_id"] + (f"-{run['run_id']}" if run else "")
     if fmt == "json":
         document = {"schema": EXPORT_SCHEMA, "name": story["name"], "story_id": story["story_id"],

@@ -5,7 +5,7 @@ GET      /gemdirect/stories                                          stories in 
 GET      /gemdirect/story?name=demo/story.json                       story + plan + hash
 PUT      /gemdirect/story?name=...   {"story": {...}, "base_hash"}   validate, save atomically
 GET      /gemdirect/runs?story=<story id>                            runs, newest first
-GET      /gemdirect/run?story=<story id>&run=<run id>                progress + scene telemetry
+GET      /gemdirect/run?story=<story id>&run=<run id>[&name=...]     progress, scene telemetry, states
 GET      /gemdirect/thumbnail?name=...&scene=<id>[&run=<run id>]     last frame or keyframe image
 GET      /gemdirect/video?story=...&run=...&scene=...                a scene's MP4
 GET      /gemdirect/export?name=...&format=json|edl[&run=...]        download
@@ -110,7 +110,8 @@ async def runs(request: web.Request) -> web.StreamResponse:
 
 
 async def run(request: web.Request) -> web.StreamResponse:
-    return _json(engine.get_run(request.query.get("story"), request.query.get("run")))
+    query = request.query
+    return _json(engine.get_run(query.get("story"), query.get("run"), query.get("name") or None))
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:

@@ -35,6 +35,7 @@ log = logging.getLogger("gemdirect")
 
 INTERPOLATION_MODES = ("off", "flow", "rife")
 AUDIO_MODES = ("auto", "off")
+ON_STALE_MODES = ("warn", "stop")
 RENDER_EVENT = "render"
 
 
@@ -48,6 +49,7 @@ class RenderSettings:
     else Lanczos.
     on_missing: ``skip`` (render the scenes that exist, warning for each left out) or ``stop``.
     audio: ``auto`` (the AUDIO input, else the story's soundtrack, else none) or ``off``.
+    on_stale: ``warn`` (render, one warning per stale scene) or ``stop`` (RenderError naming them).
     chunk_size: frames per chunk through the pass. crf / x264_preset: the final encode's quality.
     """
 
@@ -59,8 +61,11 @@ class RenderSettings:
     chunk_size: int = 8
     crf: int = 19
     x264_preset: str = "medium"
+    on_stale: str = "warn"
 
     def __post_init__(self) -> None:
+        if self.on_stale not in ON_STALE_MODES:
+            raise RenderError(f"on_stale '{self.on_stale}' is not one of {', '.join(ON_STALE_MODES)}")
         if self.interpolation not in INTERPOLATION_MODES:
             raise RenderError(f"interpolation '{self.interpolation}' is not one of {', '.join(INTERPOLATION_MODES)}")
         if self.audio not in AUDIO_MODES:
@@ -230,6 +235,27 @@ def film_audio(audio: dict | None, story: Any, frames: int, fps: Fraction, mode:
     return {"waveform": np.ascontiguousarray(samples), "sample_rate": sample_rate}, source
 
 
+def check_stale(run: ledger.Run, scenes: Any, on_stale: str) -> tuple[list[Any], list[str]]:
+    """(stale SceneStates, their warnings) of the run against ``scenes`` (the story's plans now).
+
+    ``stop``: RenderError naming the stale scenes and the fix. ``warn``: each one is a warning in the
+    run's telemetry (and the log); the caller adds them to the report.
+    """
+    from ..run.freshness import STALE, scene_states, stale_warning
+
+    stale = [state for state in scene_states(run, scenes) if state.state == STALE]
+    if stale and on_stale == "stop":
+        raise RenderError(
+            f"{len(stale)} scene(s) of run {run.run_id} are stale: "
+            + "; ".join(f"'{s.scene}' ({', '.join(s.reasons)})" for s in stale)
+            + ". Re-render them first (the panel's Regenerate stale queues exactly these), or set on_stale to warn")
+    warnings = [stale_warning(state) for state in stale]
+    for state, text in zip(stale, warnings, strict=True):
+        ledger.warn(run, text, scene=state.scene)
+        log.warning("[gemDirect] render: %s", text)
+    return stale, warnings
+
+
 # --------------------------------------------------------------------------- the pass
 
 
@@ -254,6 +280,7 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     settings = settings or RenderSettings()
     started = time.perf_counter()
     loaded = current_story(run, story)
+    stale, stale_warnings = check_stale(run, loaded.plan.scenes, settings.on_stale)
     film = plan_film(run, loaded.plan.scenes, on_missing=settings.on_missing)
     for text in film.warnings:
         ledger.warn(run, text)
@@ -318,6 +345,7 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
                "JoinedFrames": film.frames, "SourceFPS": str(film.fps), "AudioSource": audio_source,
                "FramesHeldAtSceneCuts": guard.held if guard else 0,
                "StoryFile": loaded.path})
+    post["StaleScenes"] = [{"SceneId": s.scene, "Reasons": list(s.reasons)} for s in stale]
     post = ledger.record_post(run, post)
     elapsed = time.perf_counter() - started
     ledger.append_event(run, RENDER_EVENT, phase="end", final=post["FinalPath"], elapsed_s=round(elapsed, 3))
@@ -327,7 +355,8 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     except ValueError as exc:  # TelemetryError: the film stands, the telemetry says what is wrong
         problems.append(f"telemetry not written: {exc}")
     problems += validate_run(run.run_dir) if not problems else []
-    result = RenderResult(info.path, post, film, info, audio_source, list(film.warnings), problems, elapsed)
+    result = RenderResult(info.path, post, film, info, audio_source, stale_warnings + list(film.warnings), problems,
+                          elapsed)
     if problems:
         log.warning("[gemDirect] render of run %s: %d telemetry problem(s): %s", run.run_id, len(problems),
                     "; ".join(problems))

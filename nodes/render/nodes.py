@@ -15,6 +15,7 @@ FROM_STORY = "from story"
 INTERPOLATION_CHOICES = (FROM_STORY, "off", "target fps")
 UPSCALE_CHOICES = (FROM_STORY, "off", "factor", "long side", "exact")
 ON_MISSING = {"render what exists": "skip", "stop": "stop"}
+ON_STALE_CHOICES = ("warn", "stop")
 AUDIO_CHOICES = ("auto", "off")
 WHEN_NOW = "now"
 WHEN_LAST = "after the last scene"
@@ -23,7 +24,7 @@ WHEN_CHOICES = (WHEN_NOW, WHEN_LAST)
 
 def render_settings(story_post: Any, *, interpolation: str, target_fps: float, rife_connected: bool, upscale: str,
                     factor: float, long_side: int, width: int, height: int, on_missing: str, audio: str,
-                    crf: int) -> Any:
+                    crf: int, on_stale: str = "warn") -> Any:
     """RenderSettings from the node's widgets; ``from story`` takes the story's preset (a PostPlan)."""
     from ..upscale.sizing import OutputSize
     from .engine import RenderSettings
@@ -51,7 +52,7 @@ def render_settings(story_post: Any, *, interpolation: str, target_fps: float, r
     if on_missing not in ON_MISSING:
         raise RenderError(f"on_missing '{on_missing}' is not one of {', '.join(ON_MISSING)}")
     return RenderSettings(interpolation=interpolation_mode, target_fps=rate, upscale=size,
-                          on_missing=ON_MISSING[on_missing], audio=audio, crf=crf)
+                          on_missing=ON_MISSING[on_missing], audio=audio, crf=crf, on_stale=on_stale)
 
 
 class GemDirectStoryRender:
@@ -115,6 +116,12 @@ class GemDirectStoryRender:
                     "skip (saying which scenes are still missing) until every scene of the run is rendered, so "
                     "the film is made once, by the prompt that saves the last scene.",
                 }),
+                "on_stale": (list(ON_STALE_CHOICES), {
+                    "default": "warn",
+                    "tooltip": "A stale scene (its inputs changed since it was rendered, or it is chained to a "
+                    "scene that changed): warn (render it as it is, with a warning per stale scene in the report "
+                    "and the telemetry) or stop with an error naming them. Regenerate stale re-renders them.",
+                }),
             },
             "optional": {
                 "story": ("STORY", {"tooltip": "From Story Loader: render from this story file as it is now. "
@@ -134,10 +141,11 @@ class GemDirectStoryRender:
 
     @classmethod
     def VALIDATE_INPUTS(cls, interpolation=FROM_STORY, upscale=FROM_STORY, on_missing="render what exists",
-                        audio_mode="auto", when=WHEN_NOW, **_inputs):
+                        audio_mode="auto", when=WHEN_NOW, on_stale="warn", **_inputs):
         for name, value, choices in (("interpolation", interpolation, INTERPOLATION_CHOICES),
                                      ("upscale", upscale, UPSCALE_CHOICES), ("on_missing", on_missing, ON_MISSING),
-                                     ("audio_mode", audio_mode, AUDIO_CHOICES), ("when", when, WHEN_CHOICES)):
+                                     ("audio_mode", audio_mode, AUDIO_CHOICES), ("when", when, WHEN_CHOICES),
+                                     ("on_stale", on_stale, ON_STALE_CHOICES)):
             if value not in choices:
                 return f"{name} '{value}' is not one of {', '.join(choices)}"
         return True
@@ -145,8 +153,8 @@ class GemDirectStoryRender:
     def render(self, run: Any, interpolation: str = FROM_STORY, target_fps: float = 24.0, upscale: str = FROM_STORY,
                factor: float = 2.0, long_side: int = 1920, width: int = 1920, height: int = 1080,
                on_missing: str = "render what exists", audio_mode: str = "auto", crf: int = 19, when: str = WHEN_NOW,
-               story: Any = None, rife_model: Any = None, upscale_model: Any = None, audio: dict | None = None,
-               unique_id=None, prompt=None):
+               on_stale: str = "warn", story: Any = None, rife_model: Any = None, upscale_model: Any = None,
+               audio: dict | None = None, unique_id=None, prompt=None):
         from ..chain.save import preview_entry
         from ..run.ledger import run_status
         from .engine import current_story, render_story
@@ -162,14 +170,15 @@ class GemDirectStoryRender:
         settings = render_settings(loaded.plan.post, interpolation=interpolation, target_fps=target_fps,
                                    rife_connected=rife_model is not None, upscale=upscale, factor=factor,
                                    long_side=long_side, width=width, height=height, on_missing=on_missing,
-                                   audio=audio_mode, crf=crf)
+                                   audio=audio_mode, crf=crf, on_stale=on_stale)
         result = render_story(run, settings, story=loaded, rife_model=rife_model, upscale_model=upscale_model,
                               upscale_name=upscale_model_file(prompt, unique_id), audio=audio, node_id=unique_id)
         report = result.describe()
         log.info("[gemDirect] %s", report.replace("\n", " | "))
         comfy.send_event("gemdirect.render", {"run_id": run.run_id, "story_id": run.story_id, "final": result.path,
                                               "frames": result.post["FinalFrames"], "problems": result.problems,
-                                              "warnings": result.warnings})
+                                              "warnings": result.warnings,
+                                              "stale": [s["SceneId"] for s in result.post.get("StaleScenes") or []]})
         preview = preview_entry(result.path)
         ui = {"images": [preview], "animated": (True,)} if preview else {}
         return {"ui": ui, "result": (run, result.path, report)}

@@ -2,8 +2,9 @@
 
 Two processes may append at once (a ComfyUI worker and the panel's reset, or two ComfyUI
 instances sharing an output folder), so every line goes out as one ``write()`` on a descriptor opened
-with ``O_APPEND`` (the kernel places each write at the end as a whole) while holding an exclusive
-``fcntl`` lock where the platform has one. A process killed mid-write can leave a torn last line;
+with ``O_APPEND`` (the kernel places each write at the end as a whole) while holding the run's lock
+(lock.py: an exclusive ``fcntl`` lock on this file, re-entrant within a process, the same lock every
+read-modify-write of a run file holds). A process killed mid-write can leave a torn last line;
 the next writer starts on a fresh line, and readers skip any line that is not a whole JSON object.
 
 Event fields are snake_case with their unit in the name (``elapsed_s``, ``vram_before_mb``); every
@@ -19,6 +20,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from .lock import run_lock
 
 try:  # POSIX only; on Windows O_APPEND alone keeps lines whole for our small writes
     import fcntl
@@ -75,9 +78,11 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     data = (line + "\n").encode("utf-8")
+    folder, name = os.path.split(os.path.abspath(path))
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: to see a torn last line
     try:
-        with _locked(fd):
+        # A run's event log: the run's (re-entrant) lock; any other file: a lock on this descriptor.
+        with run_lock(folder) if name == EVENTS_FILE else _locked(fd):
             if _ends_mid_line(fd):
                 data = b"\n" + data
             written = os.write(fd, data)

@@ -40,6 +40,7 @@ from ..comfy import output_directory
 from ..paths import resolve_inside
 from . import events
 from .atomic import TEMP_MARKER, atomic_write_json, is_temporary
+from .lock import run_lock
 
 RUNS_FOLDER = "gemdirect"  # under ComfyUI's output folder
 LATEST_RUN_FILE = "latest-run.json"
@@ -55,9 +56,12 @@ RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 STORY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SCENE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
-MODE_AUTO = "auto"
+MODE_CONTINUE = "continue"
 MODE_NEW = "new"
-MODES = (MODE_AUTO, MODE_NEW)
+MODES = (MODE_CONTINUE, MODE_NEW)
+# Old names still accepted (saved workflows hold them): old name -> mode.
+MODE_AUTO = "auto"
+MODE_ALIASES = {MODE_AUTO: MODE_CONTINUE}
 
 
 class RunError(ValueError):
@@ -459,13 +463,14 @@ def record_scene(run: Run, record: Mapping[str, Any]) -> dict[str, Any]:
         raise RunError(f"scene '{scene_id}' is not in the story of run {run.run_id} (scenes: {', '.join(known)}); "
                        "start a new run after adding scenes to the story")
     value = dict(record)
-    if value.get("AttemptsRun") is None:
-        previous = read_scene(run, scene_id)
-        value["AttemptsRun"] = int(previous.get("AttemptsRun", 0)) + 1 if previous else 1
-    checked = check_scene_record(value)
-    atomic_write_json(scene_paths(run, scene_id).record, checked)
-    events.append_event(run.run_dir, events.SCENE_RECORDED, scene=scene_id, success=checked.get("Success"),
-                        attempt=checked.get("AttemptsRun"))
+    with run_lock(run.run_dir):  # the attempt count is read, bumped and written back: no lost update
+        if value.get("AttemptsRun") is None:
+            previous = read_scene(run, scene_id)
+            value["AttemptsRun"] = int(previous.get("AttemptsRun", 0)) + 1 if previous else 1
+        checked = check_scene_record(value)
+        atomic_write_json(scene_paths(run, scene_id).record, checked)
+        events.append_event(run.run_dir, events.SCENE_RECORDED, scene=scene_id, success=checked.get("Success"),
+                            attempt=checked.get("AttemptsRun"))
     return checked
 
 
@@ -527,20 +532,22 @@ def run_status(run: Run) -> RunStatus:
 
 def _update_story(run: Run, info: StoryInfo, story_raw: Mapping[str, Any]) -> None:
     """Keep the run's story.json and manifest in step with the story a joining scene brings."""
-    manifest = read_manifest(run)
-    recorded = StoryInfo.from_json(manifest["story"])
-    if recorded.content_hash == info.content_hash and recorded.scene_ids == info.scene_ids:
-        return
     if info.story_id != run.story_id:
         raise RunError(f"run {run.run_id} belongs to story '{run.story_id}', not '{info.story_id}'; "
                        "pick a run of this story or leave run_id empty")
-    atomic_write_json(run.story_path, dict(story_raw))
-    manifest["story"] = info.to_json()
-    atomic_write_json(os.path.join(run.run_dir, MANIFEST_FILE), manifest)
-    events.append_event(run.run_dir, events.STORY_CHANGED, old_hash=recorded.content_hash,
-                        new_hash=info.content_hash, scenes=list(info.scene_ids))
-    warn(run, "story.json changed while this run was in progress; scenes rendered before keep the settings "
-              "in their own records")
+    with run_lock(run.run_dir):  # manifest read-modify-write
+        manifest = read_manifest(run)
+        recorded = StoryInfo.from_json(manifest["story"])
+        if recorded.content_hash == info.content_hash and recorded.scene_ids == info.scene_ids:
+            return
+        atomic_write_json(run.story_path, dict(story_raw))
+        manifest["story"] = info.to_json()
+        atomic_write_json(os.path.join(run.run_dir, MANIFEST_FILE), manifest)
+        events.append_event(run.run_dir, events.STORY_CHANGED, old_hash=recorded.content_hash,
+                            new_hash=info.content_hash, scenes=list(info.scene_ids))
+        warn(run, "story.json changed since scenes of this run were rendered; the run follows the story as it "
+                  "is now (scenes rendered before keep their settings in their own records, and Story Render "
+                  "reports those whose inputs changed as stale)")
 
 
 def resolve_run(mode: str, info: StoryInfo, scene_id: str, story_raw: Mapping[str, Any], *,
@@ -549,8 +556,8 @@ def resolve_run(mode: str, info: StoryInfo, scene_id: str, story_raw: Mapping[st
 
     - ``run_id`` given: resume that run of the story (RunError lists existing runs if unknown).
     - ``new``: always a new run.
-    - ``auto``: the story's first scene starts a new run; any later scene joins the newest unfinished
-      run of the story, or starts a new one if there is none.
+    - ``continue`` (the default; ``auto`` is its old name): the story's newest run, finished or not,
+      so a run is the project's working copy; a new run only when the story has none.
 
     A joined or resumed run takes the story as it is now (story.json and manifest updated, with a
     warning event if it changed); the scene's join is logged as a ``run_joined`` event.
@@ -559,22 +566,32 @@ def resolve_run(mode: str, info: StoryInfo, scene_id: str, story_raw: Mapping[st
     check_scene_id(scene_id)
     if scene_id not in info.scene_ids:
         raise RunError(f"scene '{scene_id}' is not in story '{info.story_id}' (scenes: {', '.join(info.scene_ids)})")
+    asked = mode
+    mode = normalise_mode(mode)
     run_id = (run_id or "").strip()
     if run_id:
         run = open_run(info.story_id, run_id, root=root)
         how = "resume"
-    elif mode == MODE_NEW or (mode == MODE_AUTO and scene_id == info.scene_ids[0]):
+    elif mode == MODE_NEW:
         return create_run(info, story_raw, root=root)
-    elif mode == MODE_AUTO:
-        run = next((r for r in list_runs(info.story_id, root=root) if not run_status(r).finished), None)
-        if run is None:
-            return create_run(info, story_raw, root=root)
-        how = "auto"
     else:
-        raise RunError(f"mode {mode!r} is not a run mode: use one of {', '.join(MODES)}, or give a run_id to resume")
+        runs = list_runs(info.story_id, root=root)
+        if not runs:
+            return create_run(info, story_raw, root=root)
+        run, how = runs[0], MODE_CONTINUE
     _update_story(run, info, story_raw)
-    events.append_event(run.run_dir, events.RUN_JOINED, scene=scene_id, how=how)
+    events.append_event(run.run_dir, events.RUN_JOINED, scene=scene_id, how=how,
+                        mode_alias=asked if asked in MODE_ALIASES else None)
     return run
+
+
+def normalise_mode(mode: str) -> str:
+    """``mode`` as one of MODES (an old name such as ``auto`` becomes ``continue``); RunError if unknown."""
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise RunError(f"mode {mode!r} is not a run mode: use one of {', '.join(MODES)} (continue: the story's "
+                       "newest run; new: a fresh run), or give a run_id to resume")
+    return mode
 
 
 def plain_story_info(story_id: str, title: str, scenes: Sequence[tuple[str, str]], **facts: Any) -> StoryInfo:

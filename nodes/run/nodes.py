@@ -40,8 +40,9 @@ class GemDirectRun:
         "The run this prompt writes into; feed it to Scene Save, Story Render and the Telemetry Writer.",
         "The run's folder (absolute path), for display or a file-saving node.",
     )
-    DESCRIPTION = ("Scene 1 starts a new run, later scenes join the newest unfinished run of the story (auto); "
-                   "or always start a new run; or resume a run by its id.")
+    DESCRIPTION = ("A run is the story's working copy: continue (the default) renders into the story's newest run, "
+                   "finished or not, so re-rendering a scene replaces it in place; new starts a fresh run; a run "
+                   "id resumes that run.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -50,10 +51,11 @@ class GemDirectRun:
                 "story": ("STORY", {"tooltip": "From Story Loader; its id names the run's folder."}),
                 "scene": ("SCENE", {"tooltip": "From Scene Select: the scene this prompt renders."}),
                 "mode": (list(ledger.MODES), {
-                    "default": ledger.MODE_AUTO,
-                    "tooltip": "auto: the story's first scene starts a new run and every later scene joins the "
-                    "newest unfinished run of the story (a new one if none). new: always start a new run. "
-                    "Ignored when run_id is set.",
+                    "default": ledger.MODE_CONTINUE,
+                    "tooltip": "continue: render into the story's newest run, finished or not (a new run only when "
+                    "the story has none); a re-rendered scene replaces its own files, a reordered story keeps the "
+                    "run. new: start a new run. Ignored when run_id is set. (Saved workflows' 'auto' is read as "
+                    "continue.)",
                 }),
             },
             "optional": {
@@ -71,7 +73,8 @@ class GemDirectRun:
 
     @classmethod
     def VALIDATE_INPUTS(cls, mode, run_id=""):
-        if mode not in ledger.MODES:
+        # Naming mode here makes ComfyUI skip its own combo check, so the old name 'auto' still validates.
+        if mode not in ledger.MODES and mode not in ledger.MODE_ALIASES:
             return f"mode {mode!r} is not one of {', '.join(ledger.MODES)}"
         if run_id and run_id.strip():
             try:
@@ -80,13 +83,24 @@ class GemDirectRun:
                 return str(exc)
         return True
 
-    def start(self, story: Any, scene: Any, mode: str, run_id: str = ""):
+    def start(self, story: Any, scene: Any, mode: str = ledger.MODE_CONTINUE, run_id: str = ""):
+        from .freshness import scene_states
+
+        if mode in ledger.MODE_ALIASES:
+            log.info("[gemDirect] Run mode '%s' is the old name of '%s' (the story's newest run); set the widget "
+                     "to '%s'", mode, ledger.MODE_ALIASES[mode], ledger.MODE_ALIASES[mode])
         run = ledger.resolve_run(mode, story_info(story), scene.id, story.raw, run_id=run_id)
         status = ledger.run_status(run)
+        try:
+            states, states_error = [state.to_json() for state in scene_states(run, story.plan.scenes)], None
+        except (ledger.RunError, OSError, ValueError) as exc:  # the states are for display: never block the scene
+            states, states_error = None, str(exc)
+            log.warning("[gemDirect] scene states of run %s not known: %s", run.run_id, exc)
         log.info("[gemDirect] scene '%s' -> %s", scene.id, status.describe())
         comfy.send_event("gemdirect.run", {"run_id": run.run_id, "story_id": run.story_id, "run_dir": run.run_dir,
                                            "scene": scene.id, "done": list(status.done),
-                                           "failed": list(status.failed), "pending": list(status.pending)})
+                                           "failed": list(status.failed), "pending": list(status.pending),
+                                           "scene_states": states, "scene_states_error": states_error})
         return (run, run.run_dir)
 
 

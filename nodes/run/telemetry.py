@@ -191,6 +191,11 @@ class JoinTelemetry(_Model):
                            "its first blended frame, or To's first frame shown for a cut or continue")
 
 
+class StaleScene(_Model):
+    SceneId: str
+    Reasons: list[str] = Field(description="what changed since the scene was rendered (fields, predecessor)")
+
+
 class PostTelemetry(_Model):
     InterpolationMethod: str = Field(pattern=r"^(rife-4\.[0-9A-Za-z.]+|flow|none)$",
                                      description="rife-4.x (IFNet version), flow, or none")
@@ -207,6 +212,8 @@ class PostTelemetry(_Model):
     # gemDirect's own
     FinalFPSExact: str | None = Field(None, pattern=r"^\d+(/\d+)?$", description="exact rate, e.g. 24000/1001")
     Joins: list[JoinTelemetry] | None = Field(None, description="every join between two scenes, in film order")
+    StaleScenes: list[StaleScene] | None = Field(
+        None, description="scenes rendered into the film although stale (inputs or chained predecessor changed)")
     Extra: dict[str, Any] | None = Field(None, description="room-specific details (free form)")
 
 

@@ -10,8 +10,9 @@ circuit; it closes after 30 s or a reset. States, from the count of consecutive 
   run; a success makes it ``healthy``, another failure opens it again at once.
 
 The state lives in the run folder as ``breaker.json`` (written atomically); every change is also an
-event in ``events.jsonl``. Time is passed in (``now``: seconds since the epoch), so the state machine
-is tested without sleeping.
+event in ``events.jsonl``. Each change reads the file, changes it and writes it back while holding
+the run's lock (run/lock.py), so two processes counting failures at once lose none. Time is passed
+in (``now``: seconds since the epoch), so the state machine is tested without sleeping.
 
 How failures are known: the guard counts its own blocks at once. When it lets a scene pass it
 *arms* the breaker with the prompt id; the next guard call from another prompt *settles* it from
@@ -21,6 +22,7 @@ ledger (``scene_recorded`` events after the attempt). Interrupted prompts count 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -30,6 +32,7 @@ from typing import Any
 
 from ..run.atomic import atomic_write_json
 from ..run.events import append_event, read_events, utc_now
+from ..run.lock import run_lock
 
 BREAKER_FILE = "breaker.json"
 SCHEMA = "gemdirect.breaker/1"
@@ -136,11 +139,21 @@ def load(run_dir: str | os.PathLike[str]) -> Breaker:
         return Breaker()
 
 
+def _under_run_lock(change: Callable[..., Breaker]) -> Callable[..., Breaker]:
+    """Run a read-modify-write of breaker.json while holding the run's lock (re-entrant)."""
+    @functools.wraps(change)
+    def locked(run_dir: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Breaker:
+        with run_lock(run_dir):
+            return change(run_dir, *args, **kwargs)
+    return locked
+
+
 def save(run_dir: str | os.PathLike[str], breaker: Breaker, now: float) -> None:
     value = {"schema": SCHEMA, "state": breaker.state(now), "updated_at": utc_now(), **asdict(breaker)}
     atomic_write_json(breaker_path(run_dir), value)
 
 
+@_under_run_lock
 def record_failure(run_dir: str | os.PathLike[str], what: str, *, scene: str | None = None,
                    now: float | None = None) -> Breaker:
     """Count one failed scene (``what`` says how it failed); opens the circuit at the threshold."""
@@ -156,6 +169,7 @@ def record_failure(run_dir: str | os.PathLike[str], what: str, *, scene: str | N
     return after
 
 
+@_under_run_lock
 def record_success(run_dir: str | os.PathLike[str], *, scene: str | None = None, now: float | None = None) -> Breaker:
     """A scene finished: the count of consecutive failures starts again from 0."""
     now = time.time() if now is None else now
@@ -167,6 +181,7 @@ def record_success(run_dir: str | os.PathLike[str], *, scene: str | None = None,
     return after
 
 
+@_under_run_lock
 def reset(run_dir: str | os.PathLike[str], *, reason: str = "reset", now: float | None = None) -> Breaker:
     """Clear the breaker (the panel's reset, or reset_breaker on the guard)."""
     now = time.time() if now is None else now
@@ -178,6 +193,7 @@ def reset(run_dir: str | os.PathLike[str], *, reason: str = "reset", now: float 
     return after
 
 
+@_under_run_lock
 def arm(run_dir: str | os.PathLike[str], scene: str | None, prompt_id: str | None, *,
         now: float | None = None) -> Breaker:
     """Remember the attempt the guard just let pass, to learn its outcome on the next call."""
@@ -203,6 +219,7 @@ def _recorded_outcome(run_dir: str | os.PathLike[str], scene: str | None, since:
     return found
 
 
+@_under_run_lock
 def settle(run_dir: str | os.PathLike[str], prompt_id: str | None, outcome: OutcomeLookup | None = None, *,
            now: float | None = None) -> Breaker:
     """Learn how the armed attempt ended, if it belongs to another prompt than ``prompt_id``.

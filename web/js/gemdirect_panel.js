@@ -4,6 +4,7 @@
 
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
+import { renderMutes } from "./lib/regenerate.js";
 import { SETTINGS, StoryPanel } from "./panel/panel.js";
 
 const SCENE_SELECT = "GemDirectSceneSelect";
@@ -26,18 +27,29 @@ const nodesOfType = (type) => (app.graph ? app.graph._nodes || app.graph.nodes |
 // Prompt ids queued by the last Generate, so Cancel removes only ours from ComfyUI's queue.
 let queuedIds = [];
 
-/** Queue the open workflow once per scene (SceneSelect's scene_index = 1..N). Story Render nodes are
- * switched to "after the last scene" while queueing, so the film is made by the last scene's prompt:
- * an extra render-only prompt would run the whole graph again (Run re-executes on every prompt, so
- * nothing downstream of it comes from ComfyUI's cache). */
-async function generate({ scenes, onQueued, isCancelled }) {
+const NEVER = 2; // litegraph's "Never" mode: graphToPrompt leaves the node out of the prompt
+const isOutputNode = (node) => Boolean(node.constructor && node.constructor.nodeData && node.constructor.nodeData.output_node);
+const outputsLinked = (node) => (node.outputs || []).some((o) => o.links && o.links.length);
+
+/** Queue the open workflow once per scene: SceneSelect's scene_index = indices[i] (default i + 1).
+ * Story Render nodes are set to "after the last scene", and are left out of every prompt but the last
+ * (unless something uses their outputs or nothing else would be an output node), so the film is made
+ * once, by the last prompt: an extra render-only prompt would run the whole graph again (Run
+ * re-executes on every prompt, so nothing downstream of it comes from ComfyUI's cache), and in a run
+ * whose scenes all exist already (re-generating, Regenerate stale) every prompt would render it. */
+async function generate({ scenes, indices, onQueued, isCancelled }) {
   const selects = nodesOfType(SCENE_SELECT);
   if (!selects.length) throw new Error(`the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows`);
   const widgets = selects.map((node) => node.widgets.find((w) => w.name === "scene_index"));
   const controls = selects.map((node) => node.widgets.find((w) => w.name === "control_after_generate"));
   const saved = { index: widgets.map((w) => w.value), control: controls.map((w) => w && w.value) };
-  const whens = nodesOfType(STORY_RENDER).map((node) => node.widgets.find((w) => w.name === "when")).filter(Boolean);
+  const renders = nodesOfType(STORY_RENDER);
+  const whens = renders.map((node) => node.widgets.find((w) => w.name === "when")).filter(Boolean);
   const savedWhen = whens.map((w) => w.value);
+  const savedModes = renders.map((node) => node.mode);
+  const allNodes = app.graph ? app.graph._nodes || app.graph.nodes || [] : [];
+  const otherOutput = allNodes.some((n) => n.type !== STORY_RENDER && n.mode === 0 && isOutputNode(n));
+  const mutes = renderMutes(renders.map((n) => ({ id: n.id, linked: outputsLinked(n), mode: n.mode })), scenes.length, otherOutput);
   queuedIds = [];
   const queue = async () => {
     const prompt = await app.graphToPrompt();
@@ -49,7 +61,9 @@ async function generate({ scenes, onQueued, isCancelled }) {
     whens.forEach((w) => { w.value = RENDER_AFTER_LAST; });
     for (let i = 0; i < scenes.length; i++) {
       if (isCancelled()) return { queued: i, rendered: false, message: `Cancelled after ${i} scene(s)` };
-      widgets.forEach((w) => { w.value = i + 1; });
+      const index = indices && indices[i] !== undefined ? indices[i] : i + 1;
+      widgets.forEach((w) => { w.value = index; });
+      renders.forEach((node, k) => { node.mode = mutes[i].includes(node.id) ? NEVER : savedModes[k]; });
       await queue();
       onQueued(i + 1, scenes[i]);
     }
@@ -58,6 +72,7 @@ async function generate({ scenes, onQueued, isCancelled }) {
       : `Queued ${scenes.length} scenes`;
     return { queued: scenes.length, rendered, message };
   } finally {
+    renders.forEach((node, k) => { node.mode = savedModes[k]; });
     whens.forEach((w, k) => { w.value = savedWhen[k]; });
     widgets.forEach((w, k) => { w.value = saved.index[k]; });
     controls.forEach((w, k) => { if (w) w.value = saved.control[k]; });
@@ -72,13 +87,21 @@ function readiness() {
   return { ready: true, reason: "" };
 }
 
+/** Cancel through the server's own /queue and /interrupt routes, not api.getQueue/deleteItem: newer
+ * frontends read the queue from a /jobs API that older ComfyUI servers do not have (404). */
 async function cancel() {
   const ids = queuedIds;
   queuedIds = [];
-  for (const id of ids) await api.deleteItem("queue", id); // pending ones; a finished id is ignored
-  const queue = await api.getQueue();
-  const running = (queue.Running || []).some((item) => ids.includes(item.prompt ? item.prompt[1] : item.id));
-  if (running) await api.interrupt();
+  const post = async (path, body) => {
+    const response = await api.fetchApi(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`POST ${path}: HTTP ${response.status}`);
+  };
+  if (ids.length) await post("/queue", { delete: ids }); // pending ones; a finished id is ignored
+  const response = await api.fetchApi("/queue");
+  if (!response.ok) throw new Error(`GET /queue: HTTP ${response.status}`);
+  const queue = await response.json(); // {queue_running: [[number, prompt_id, prompt, extra, outputs]], queue_pending}
+  const running = (queue.queue_running || []).find((item) => ids.includes(item[1]));
+  if (running) await post("/interrupt", { prompt_id: running[1] }); // only ours, never someone else's prompt
 }
 
 function host() {

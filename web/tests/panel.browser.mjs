@@ -93,6 +93,57 @@ test("cards appear for the demo story, with thumbnails, durations and run badges
   await page.screenshot({ path: join(output, "panel-cards.png") });
 });
 
+test("an edited scene gets a stale badge with the reason; Regenerate stale queues only it", async () => {
+  const regenerate = page.locator(".gd-regenerate");
+  await page.evaluate(() => fetch("/test/render", { method: "POST", body: JSON.stringify({ scenes: ["dawn", "noon", "dusk"] }) }));
+  await page.click(".gd-panel button[title=Refresh]");
+  await page.waitForFunction(() => [...document.querySelectorAll(".gd-badge")].every((b) => b.dataset.state === "done"));
+  assert.equal(await regenerate.isDisabled(), true);
+  assert.match(await regenerate.getAttribute("title"), /every scene of this run is fresh/);
+  assert.equal(await page.locator('.gd-bookend[data-scene="noon"]').textContent(), "40");
+
+  await page.click('.gd-card[data-scene="dusk"]');
+  await page.fill(".gd-prompt", `${storyOnDisk().scenes[2].prompt} Rain on the glass.`);
+  await page.click("text=Save scene");
+  const badge = page.locator('.gd-card[data-scene="dusk"] .gd-badge');
+  await page.waitForFunction(() => document.querySelector('.gd-card[data-scene="dusk"] .gd-badge').dataset.state === "stale");
+  assert.equal(await badge.textContent(), "stale");
+  assert.equal(await badge.getAttribute("title"), "Stale: prompt changed");
+  assert.deepEqual(await page.$$eval(".gd-badge", (n) => n.map((x) => x.dataset.state)), ["done", "done", "stale"]);
+  assert.match(await page.textContent(".gd-telemetry"), /statestale: prompt changed/);
+  assert.equal(await regenerate.textContent(), "Regenerate stale (1)");
+  assert.match(await regenerate.getAttribute("title"), /3\. dusk: stale \(prompt changed\)/);
+  await page.evaluate(() => { document.querySelector(".gd-panel").scrollTop = 0; });
+  await page.screenshot({ path: join(output, "panel-stale.png") });
+
+  // no Scene Select in the graph: off with the reason
+  await page.evaluate(() => { window.__readiness = { ready: false, reason: "the open workflow has no Scene Select (gemDirect) node" }; window.panel.renderActions(); });
+  assert.equal(await regenerate.isDisabled(), true);
+  assert.match(await regenerate.getAttribute("title"), /Regenerate stale is off: the open workflow has no Scene Select/);
+  await page.evaluate(() => { window.__readiness = null; window.panel.renderActions(); });
+
+  await regenerate.click();
+  await page.waitForFunction(() => /Queued 1 scenes/.test(document.querySelector(".gd-note").textContent));
+  assert.deepEqual(await page.evaluate(() => window.__queued), [{ scene_index: 3, scene: "dusk" }]);
+  assert.equal(await badge.textContent(), "queued");
+  await page.evaluate(() => { window.__queued.length = 0; window.__emit("status", { exec_info: { queue_remaining: 0 } }); });
+  assert.equal(await badge.textContent(), "stale");
+});
+
+test("the seam badge shows a chained scene's start match beside the bookend score", async () => {
+  const info = await page.evaluate(() => fetch("/test/info").then((r) => r.json()));
+  await page.evaluate((runId) => window.__emit("gemdirect.scene", { story_id: "lighthouse", run_id: runId, scene_id: "noon",
+    state: "saving", start_match: { PSNR: 24.46, SSIM: 0.712, Verdict: "fail", Threshold: 28 } }), info.run_id);
+  const seam = page.locator('.gd-bookend[data-scene="noon"]');
+  assert.equal(await seam.textContent(), "40 · 24.5 dB");
+  assert.equal(await seam.getAttribute("data-status"), "fail");
+  assert.match(await seam.getAttribute("title"), /Start match .*PSNR 24\.5 dB, SSIM 0\.712: fail, fail below 28 dB/);
+  assert.equal(await page.locator('.gd-bookend[data-scene="dusk"]').textContent(), "40"); // nothing extra without one
+  await page.evaluate((runId) => window.__emit("gemdirect.scene", { story_id: "lighthouse", run_id: runId, scene_id: "noon",
+    state: "done" }), info.run_id);
+  await page.waitForFunction(() => document.querySelector('.gd-card[data-scene="noon"] .gd-badge').dataset.state === "done");
+});
+
 test("a drag reorders the cards and the saved story.json changes", async () => {
   const saved = page.waitForResponse((r) => r.url().includes("/gemdirect/story?") && r.request().method() === "PUT");
   await page.dragAndDrop('.gd-card[data-scene="dusk"]', '.gd-card[data-scene="dawn"]');
@@ -145,7 +196,7 @@ test("Generate queues every scene when healthy and is off, with the reason, when
   assert.equal(await page.locator('.gd-chip[data-level="bad"]').textContent(), "breaker: circuit-open");
   await page.screenshot({ path: join(output, "panel-unhealthy.png") });
   await page.evaluate(() => window.__emit("status", { exec_info: { queue_remaining: 0 } }));
-  assert.equal(await page.locator('.gd-card[data-scene="dusk"] .gd-badge').textContent(), "pending");
+  assert.deepEqual(await page.$$eval(".gd-badge", (n) => n.filter((x) => x.dataset.state === "queued").length), 0);
 });
 
 test("Suggest proposes a prompt; Accept saves it with its source in the story", async () => {

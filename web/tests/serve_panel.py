@@ -1,6 +1,7 @@
 """A test server for the Story panel in a browser: the pack's real panel routes (aiohttp) over a
-fresh ComfyUI home (the demo story and one run with scene 'dawn' rendered), a health route the test
-controls, and web/ as static files. Prints ``PORT <n> HOME <path>`` once it listens.
+fresh ComfyUI home (the demo story and one run with scene 'dawn' recorded), a health route the test
+controls, a route that records scenes as Scene Save would (POST /test/render), and web/ as static
+files. Prints ``PORT <n> HOME <path>`` once it listens.
 
 Usage: python web/tests/serve_panel.py [--port 0]   (stops on SIGTERM / Ctrl+C)
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from aiohttp import web  # noqa: E402
 from conftest import pack_module  # noqa: E402
-from panel_helpers import make_home  # noqa: E402
+from panel_helpers import make_home, render_demo_scenes  # noqa: E402
 
 add_panel_routes = pack_module("nodes.panel.routes").add_panel_routes
 
@@ -45,6 +46,11 @@ def build_app(names: dict) -> web.Application:
         state["health"] = await request.json()
         return web.json_response({"ok": True})
 
+    async def render(request: web.Request) -> web.Response:
+        """Record scenes in the run as Scene Save would ({"scenes": [ids in play order]})."""
+        render_demo_scenes(names, (await request.json())["scenes"])
+        return web.json_response({"ok": True})
+
     async def info(request: web.Request) -> web.Response:
         return web.json_response({"home": str(HOME), "story_path": str(names["story_path"]), "run_id": names["run_id"]})
 
@@ -53,6 +59,7 @@ def build_app(names: dict) -> web.Application:
     app.router.add_get("/gemdirect/health", health)
     app.router.add_post("/test/health", set_health)
     app.router.add_get("/test/info", info)
+    app.router.add_post("/test/render", render)
     app.router.add_get("/test/panel.html", lambda r: web.FileResponse(REPO / "web" / "tests" / "panel.html"))
     app.router.add_static("/web/", REPO / "web")
     return app

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   applyRunEvent, applySceneEvent, buildTimeline, cardWidth, editScene, moveScene, reorder, sceneOrder, sceneStatus,
+  seamBadge, startMatch,
 } from "../js/lib/timeline.js";
 
 const doc = {
@@ -94,4 +95,43 @@ test("editScene sets duration and drops frames (they are exclusive)", () => {
   const raw = { scenes: [{ id: "a", prompt: "x", frames: 49 }] };
   assert.deepEqual(editScene(raw, "a", { duration: 2.5 }).scenes[0], { id: "a", prompt: "x", duration: 2.5 });
   assert.deepEqual(editScene(raw, "a", { prompt: "y" }).scenes[0], { id: "a", prompt: "y", frames: 49 });
+});
+
+test("a recorded scene the run calls stale gets a stale badge with the reasons", () => {
+  const staleRun = { ...run, scenes: { ...run.scenes, dusk: { success: true, warnings: ["cfg high"] } },
+    states: [{ scene: "dawn", state: "fresh", reasons: [] }, { scene: "noon", state: "fresh", reasons: [] },
+      { scene: "dusk", state: "stale", reasons: ["prompt changed", "chained to 'noon', which is stale"] }] };
+  const status = sceneStatus("dusk", staleRun, {});
+  assert.deepEqual(status, { state: "stale", label: "stale",
+    title: "Stale: prompt changed; chained to 'noon', which is stale\ncfg high" });
+  assert.equal(sceneStatus("dawn", staleRun, {}).state, "done");
+  // a live render of the stale scene beats its old state
+  assert.equal(sceneStatus("dusk", staleRun, { dusk: { state: "rendering", percent: 5 } }).state, "rendering");
+});
+
+test("the seam badge shows the start match beside the bookend score, and nothing extra without it", () => {
+  assert.deepEqual(seamBadge({ score: 31.5, status: "pass" }, null),
+    { text: "32", status: "pass", title: "Bookend similarity with the previous scene: 31.5 (pass)" });
+  const seam = seamBadge({ score: 31.5, status: "pass" }, startMatch({ PSNR: 24.46, SSIM: 0.712, Verdict: "fail", Threshold: 28 }));
+  assert.equal(seam.text, "32 · 24.5 dB");
+  assert.equal(seam.status, "fail");
+  assert.match(seam.title, /Start match \(first frame vs the start image it was given\): PSNR 24\.5 dB, SSIM 0\.712: fail, fail below 28 dB/);
+  assert.deepEqual(seamBadge(null, null), { text: "·", status: "none", title: "Bookend: not measured yet" });
+  assert.equal(startMatch({}), null);
+  assert.equal(startMatch("x"), null);
+});
+
+test("cards take the start match from the run's record, else from the live event of the same run", () => {
+  const withMatch = { ...run, scenes: { ...run.scenes, noon: { ...run.scenes.noon, start_match: { psnr: 35.2, ssim: 0.97, verdict: "pass", threshold: 28 } } } };
+  let cards = buildTimeline(doc, withMatch, {});
+  assert.equal(cards[1].seam.text, "32 · 35.2 dB");
+  assert.equal(cards[0].startMatch, null); // the first card has no seam
+  let live = applySceneEvent({}, { scene_id: "dusk", run_id: run.run_id, state: "saving", start_match: { PSNR: 20, SSIM: 0.5, Verdict: "fail", Threshold: 28 } });
+  live = applySceneEvent(live, { scene_id: "dusk", run_id: run.run_id, state: "done" }); // kept through the render's later events
+  cards = buildTimeline(doc, run, live);
+  assert.equal(cards[2].seam.text, "20.0 dB");
+  assert.equal(cards[2].seam.status, "fail");
+  assert.equal(buildTimeline(doc, { ...run, run_id: "other" }, live)[2].startMatch, null); // another run's event
+  live = applySceneEvent(live, { scene_id: "dusk", run_id: run.run_id, state: "queued" }); // a new render: cleared
+  assert.equal(live.dusk.start_match, null);
 });

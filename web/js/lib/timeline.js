@@ -22,6 +22,9 @@ export function applySceneEvent(live, event) {
     percent: typeof event.percent === "number" ? Math.max(0, Math.min(100, event.percent)) : undefined,
     message: event.message || "",
     run_id: event.run_id,
+    // the check comes with one event (saving/done); later events of the same render keep it
+    start_match: startMatch(event.start_match)
+      || (event.state !== "queued" && live[event.scene_id] ? live[event.scene_id].start_match || null : null),
   };
   return next;
 }
@@ -35,9 +38,50 @@ export function applyRunEvent(live, event) {
   return next;
 }
 
+/** A start-match check ({PSNR, SSIM, Verdict, Threshold} from telemetry/events, or the route's
+ * lower-case view) as {psnr, ssim, verdict, threshold}; null when absent or not a check. */
+export function startMatch(value) {
+  if (!value || typeof value !== "object") return null;
+  const pick = (a, b) => (value[a] !== undefined ? value[a] : value[b]);
+  const check = { psnr: pick("psnr", "PSNR"), ssim: pick("ssim", "SSIM"), verdict: pick("verdict", "Verdict"),
+    threshold: pick("threshold", "Threshold") };
+  return typeof check.psnr === "number" || typeof check.ssim === "number" || check.verdict ? check : null;
+}
+
+const STATUS_RANK = { none: 0, pass: 1, warn: 2, fail: 3 };
+
+/**
+ * The seam badge between two cards: {text, status, title}. The bookend score, and beside it the
+ * start match (PSNR of the scene's first frame against the start image it was given) when the scene
+ * has one; status is the worse of the two (pass | warn | fail | none).
+ */
+export function seamBadge(bookend, match) {
+  const parts = [];
+  const titles = [];
+  let status = "none";
+  const worse = (s) => { if ((STATUS_RANK[s] || 0) > STATUS_RANK[status]) status = s; };
+  if (bookend && typeof bookend.score === "number") {
+    parts.push(bookend.score.toFixed(0));
+    titles.push(`Bookend similarity with the previous scene: ${bookend.score} (${bookend.status})`);
+    worse(bookend.status);
+  } else {
+    titles.push("Bookend: not measured yet");
+  }
+  if (match) {
+    const psnr = typeof match.psnr === "number" ? `${match.psnr.toFixed(1)} dB` : "? dB";
+    parts.push(psnr);
+    const ssim = typeof match.ssim === "number" ? `, SSIM ${match.ssim.toFixed(3)}` : "";
+    const limit = typeof match.threshold === "number" ? `, fail below ${match.threshold} dB` : "";
+    titles.push(`Start match (first frame vs the start image it was given): PSNR ${psnr}${ssim}: ${match.verdict || "?"}${limit}`);
+    worse(match.verdict === "fail" ? "fail" : match.verdict === "pass" ? "pass" : "none");
+  }
+  return { text: parts.length ? parts.join(" · ") : "·", status, title: titles.join("\n") };
+}
+
 /**
  * A scene's badge: {state, label, percent?, title}. state is one of
- * pending | queued | rendering | done | warning | failed. A live event beats the run's record.
+ * pending | queued | rendering | done | warning | stale | failed. A live event beats the run's
+ * record; a recorded scene the run's `states` call stale shows `stale` with the reasons.
  */
 export function sceneStatus(sceneId, run, live = {}) {
   const event = live[sceneId];
@@ -53,6 +97,11 @@ export function sceneStatus(sceneId, run, live = {}) {
   const record = run && run.scenes ? run.scenes[sceneId] : undefined;
   if (record) {
     if (record.success === false) return { state: "failed", label: "failed", title: (record.errors || []).join("; ") };
+    const fresh = Array.isArray(run.states) ? run.states.find((s) => s.scene === sceneId) : undefined;
+    if (fresh && fresh.state === "stale") {
+      const why = [`Stale: ${(fresh.reasons || []).join("; ") || "its inputs changed"}`, ...(record.warnings || [])];
+      return { state: "stale", label: "stale", title: why.join("\n") };
+    }
     const bookendBad = record.bookend && ["warn", "fail"].includes(record.bookend.status);
     if ((record.warnings && record.warnings.length) || bookendBad) {
       const why = [...(record.warnings || [])];
@@ -71,6 +120,9 @@ export function buildTimeline(storyDoc, run = null, live = {}, options = {}) {
   return scenes.map((scene, i) => {
     const record = run && run.scenes ? run.scenes[scene.id] : undefined;
     const bookend = record && record.bookend && i > 0 ? record.bookend : null;
+    const event = live[scene.id];
+    const eventMatch = event && (!run || !event.run_id || event.run_id === run.run_id) ? event.start_match : null;
+    const match = i > 0 ? startMatch(record && record.start_match) || eventMatch || null : null;
     return {
       id: scene.id,
       index: i + 1,
@@ -82,6 +134,8 @@ export function buildTimeline(storyDoc, run = null, live = {}, options = {}) {
       width: cardWidth(scene.duration_seconds, options),
       status: sceneStatus(scene.id, run, live),
       bookend, // against the previous card: shown between the two
+      startMatch: match, // this scene's first frame against the start image it was given
+      seam: seamBadge(bookend, match),
       record: record || null,
       hasKeyframe: Boolean(scene.keyframe),
     };

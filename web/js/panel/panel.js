@@ -7,13 +7,16 @@
 //   host.apiURL(path) -> string                        URL for <img>/<video> sources
 //   host.onEvent(type, handler(detail))                websocket events (gemdirect.scene, gemdirect.run)
 //   host.setting(id, fallback) -> value                ComfyUI settings
-//   host.generate?({scenes, onQueued, isCancelled}) -> Promise<{queued, rendered, message}>
+//   host.generate?({scenes, indices?, onQueued, isCancelled}) -> Promise<{queued, rendered, message}>
+//                                                      one prompt per scene; indices[i] = scenes[i]'s
+//                                                      scene_index (default i + 1)
 //   host.cancel?() -> Promise                          stop what Generate queued
 //   host.readiness?() -> {ready, reason}               whether the open workflow can be generated
 //   host.download?(filename, text, type)               save a file (default: a temporary <a download>)
 
 import { storyEdl } from "../lib/edl.js";
 import { generateGate, healthItems } from "../lib/health.js";
+import { regeneratePlan } from "../lib/regenerate.js";
 import { acceptSuggestion, suggestPrompt } from "../lib/suggest.js";
 import {
   applyRunEvent, applySceneEvent, buildTimeline, editScene, moveScene, sceneOrder,
@@ -54,11 +57,12 @@ const CSS = `
 .gd-title{font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .gd-duration{font-size:11px;opacity:.8}
 .gd-badge{align-self:flex-start;font-size:11px;padding:0 6px;border-radius:8px;background:#52525b}
+.gd-badge[data-state=stale]{background:#b45309;color:#fff}
 .gd-badge[data-state=queued]{background:#6366f1}.gd-badge[data-state=rendering]{background:#2563eb}
 .gd-badge[data-state=done]{background:#16a34a}.gd-badge[data-state=warning]{background:#ca8a04}
 .gd-badge[data-state=failed]{background:#dc2626}
 .gd-bar{height:3px;background:#2563eb;transition:width .3s}
-.gd-bookend{flex:none;width:34px;display:flex;align-items:center;justify-content:center;font-size:11px;opacity:.85}
+.gd-bookend{flex:none;min-width:34px;text-align:center;display:flex;align-items:center;justify-content:center;font-size:11px;opacity:.85}
 .gd-bookend[data-status=warn]{color:#facc15}.gd-bookend[data-status=fail]{color:#f87171}
 .gd-detail{border-top:1px solid var(--border-color,#444);padding-top:6px;display:flex;flex-direction:column;gap:6px}
 .gd-detail video{max-width:100%;max-height:220px;background:#000}
@@ -216,7 +220,7 @@ export class StoryPanel {
     this.run = null;
     if (runId) {
       try {
-        this.run = await this.api(`/gemdirect/run?${this.q({ story: this.storyDoc.story_id, run: runId })}`);
+        this.run = await this.api(`/gemdirect/run?${this.q({ story: this.storyDoc.story_id, run: runId, name: this.storyDoc.name })}`);
       } catch (error) {
         this.fail(`Could not open run ${runId}: ${error.message}`);
       }
@@ -264,6 +268,7 @@ export class StoryPanel {
         body: JSON.stringify({ story: raw, base_hash: before.hash }),
       });
       this.note(`${what}: saved`);
+      if (this.run) await this.openRun(this.run.run_id); // the edit may have made scenes stale
       return true;
     } catch (error) {
       this.storyDoc = before; // restores the order/text shown
@@ -290,7 +295,21 @@ export class StoryPanel {
 
   // ------------------------------------------------------------------ generate
 
+  /** Queue every scene of the story, one prompt each (Scene Select's scene_index 1..N). */
   async generate() {
+    if (!this.storyDoc) return;
+    const scenes = this.storyDoc.scenes.map((s) => s.id);
+    return this.queueScenes(scenes, scenes.map((_, i) => i + 1));
+  }
+
+  /** Queue exactly the run's stale, missing and failed scenes, in play order, the way Generate does. */
+  async regenerate() {
+    const plan = regeneratePlan(this.storyDoc, this.run, this.host.readiness ? this.host.readiness() : undefined);
+    if (!plan.enabled) return this.fail(plan.reason);
+    return this.queueScenes(plan.scenes, plan.indices);
+  }
+
+  async queueScenes(scenes, indices) {
     if (!this.host.generate || !this.storyDoc) return;
     const gate = generateGate(this.health);
     if (!gate.enabled) return this.fail(gate.reason);
@@ -298,10 +317,10 @@ export class StoryPanel {
     this.cancelled = false;
     this.clearError();
     this.renderActions();
-    const scenes = this.storyDoc.scenes.map((s) => s.id);
     try {
       const result = await this.host.generate({
         scenes,
+        indices,
         isCancelled: () => this.cancelled,
         onQueued: (index, sceneId) => {
           this.live = applySceneEvent(this.live, { scene_id: sceneId, state: "queued", message: "queued from the panel" });
@@ -455,6 +474,7 @@ export class StoryPanel {
   build() {
     const generate = el("button", { class: "gd-primary gd-generate", text: "Generate", onclick: () => this.generate() });
     const cancel = el("button", { class: "gd-cancel", text: "Cancel", disabled: true, onclick: () => this.cancel() });
+    const regenerate = el("button", { class: "gd-regenerate", text: "Regenerate stale", disabled: true, onclick: () => this.regenerate() });
     const fileInput = el("input", { type: "file", accept: ".json,application/json", style: { display: "none" },
       onchange: (e) => { this.importFile(e.target.files[0]); e.target.value = ""; } });
     this.els = {
@@ -462,7 +482,7 @@ export class StoryPanel {
       run: el("select", { class: "gd-run", title: "Runs of this story, newest first", onchange: (e) => this.openRun(e.target.value) }),
       health: el("div", { class: "gd-health", role: "status" }),
       reason: el("div", { class: "gd-reason" }),
-      generate, cancel, fileInput,
+      generate, cancel, regenerate, fileInput,
       note: el("span", { class: "gd-note", "aria-live": "polite" }),
       error: el("div", { class: "gd-error", role: "alert" }),
       summary: el("div", { class: "gd-note gd-summary" }),
@@ -473,7 +493,7 @@ export class StoryPanel {
       el("div", { class: "gd-row" }, el("b", { text: "Story" }), this.els.story, this.els.run,
         el("button", { text: "↻", title: "Refresh", onclick: () => this.refresh(true) })),
       this.els.health, this.els.reason,
-      el("div", { class: "gd-row" }, generate, cancel,
+      el("div", { class: "gd-row" }, generate, regenerate, cancel,
         el("button", { text: "Export JSON", onclick: () => this.exportStory("json") }),
         el("button", { text: "Export EDL", onclick: () => this.exportStory("edl") }),
         el("button", { text: "Import…", onclick: () => fileInput.click() }), fileInput, this.els.note),
@@ -501,6 +521,13 @@ export class StoryPanel {
     this.els.generate.disabled = blocked || this.generating;
     this.els.generate.title = !this.host.generate ? "Generate needs ComfyUI's graph" : gate.reason || "Queue every scene of the story";
     this.els.reason.textContent = gate.enabled ? "" : gate.reason;
+    const plan = regeneratePlan(this.storyDoc, this.run, graph || undefined);
+    const regen = this.els.regenerate;
+    regen.disabled = !gate.enabled || !plan.enabled || !this.host.generate || this.generating;
+    regen.textContent = plan.enabled ? `Regenerate stale (${plan.scenes.length})` : "Regenerate stale";
+    regen.title = !gate.enabled ? gate.reason.replace(/^Generate is off/, "Regenerate stale is off")
+      : plan.enabled ? `Queue ${plan.scenes.length} scene(s) again, in play order:\n${plan.title}` : plan.reason;
+    regen.dataset.scenes = plan.scenes.join(",");
     this.els.cancel.disabled = !this.generating && !Object.values(this.live).some((s) => ["queued", "rendering"].includes(s.state));
   }
 
@@ -526,10 +553,9 @@ export class StoryPanel {
     const children = [];
     cards.forEach((card, i) => {
       if (i > 0) {
-        const b = card.bookend;
-        children.push(el("div", { class: "gd-bookend", "data-status": b ? b.status : "none",
-          title: b ? `Bookend similarity with the previous scene: ${b.score} (${b.status})` : "Bookend: not measured yet",
-          text: b && typeof b.score === "number" ? b.score.toFixed(0) : "·" }));
+        const seam = card.seam;
+        children.push(el("div", { class: "gd-bookend", "data-status": seam.status, "data-scene": card.id,
+          title: seam.title, text: seam.text }));
       }
       children.push(this.cardElement(card, cards.length));
     });
@@ -570,6 +596,11 @@ export class StoryPanel {
     return node;
   }
 
+  sceneState(sceneId) {
+    const state = this.run && Array.isArray(this.run.states) ? this.run.states.find((s) => s.scene === sceneId) : null;
+    return state ? `${state.state}${state.reasons.length ? `: ${state.reasons.join("; ")}` : ""}` : null;
+  }
+
   renderDetail(force = true) {
     if (!this.els) return;
     const detail = this.els.detail;
@@ -591,6 +622,9 @@ export class StoryPanel {
       ["VRAM before/after/peak", record.vram_before_mb !== null && record.vram_before_mb !== undefined
         ? `${record.vram_before_mb} / ${record.vram_after_mb} / ${record.vram_peak_mb} MB` : null],
       ["GPU", record.gpu], ["bookend", record.bookend ? `${record.bookend.score} (${record.bookend.status})` : null],
+      ["start match", record.start_match ? `PSNR ${record.start_match.psnr} dB, SSIM ${record.start_match.ssim} ` +
+        `(${record.start_match.verdict}, threshold ${record.start_match.threshold} dB)` : null],
+      ["state", this.sceneState(scene.id)],
       ["warnings", (record.warnings || []).join("; ") || null], ["errors", (record.errors || []).join("; ") || null],
     ] : [["plan", `seed ${scene.seed}, cfg ${scene.cfg}, steps ${scene.steps} (not rendered in this run)`]];
     parts.push(el("div", { class: "gd-telemetry" }, rows.filter(([, v]) => v !== null && v !== undefined && v !== "")
