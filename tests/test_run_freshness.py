@@ -68,7 +68,7 @@ def test_the_record_keeps_a_fingerprint_of_what_made_the_scene(story_path):
     assert render["Models"] == record["Models"] and "wan2.2_i2v_high_noise_14B_Q4_K_M.gguf" in render["Models"]
     assert (render["StartSource"], render["PreviousScene"]) == ("previous-scene", "a")
     last_a = images.load_png(ledger.scene_paths(run, "a").last_frame, dtype="uint8", as_torch=False)
-    assert render["StartSha256"] == fingerprint.image_sha256(last_a)  # the frame b started on, hashed
+    assert render["StartSha256"] == images.pixel_sha256(last_a)  # the frame b started on, hashed
     assert ledger.read_scene(run, "a")["Extra"]["Fingerprint"]["Render"]["StartSource"] == "keyframe"
 
 
