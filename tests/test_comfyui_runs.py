@@ -47,7 +47,8 @@ def scene_prompt(object_info: dict, scene_index: int, amount: float = 0.15) -> d
     prompt["100"] = {"class_type": "GemDirectRun", "inputs": {"story": [loader, 0], "scene": [select, 0],
                                                               "mode": "continue", "run_id": ""}}
     prompt["101"] = {"class_type": "GemDirectChainStart", "inputs": {"run": ["100", 0], "scene": [select, 0],
-                                                                     "fit": "crop", "chain": "from story"}}
+                                                                     "fit": "crop", "chain": "from story",
+                                                                     "end_image": "auto"}}
     prompt[animatic]["inputs"].update(keyframe=["101", 0], end_image=["101", 1], scene=[select, 0], amount=amount)
     prompt["102"] = {"class_type": "GemDirectSceneSave", "inputs": {
         "frames": [animatic, 0], "scene": [select, 0], "run": ["100", 0], "color_match": "off",
