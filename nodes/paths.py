@@ -6,6 +6,7 @@ are all caught by the same comparison.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 
@@ -19,3 +20,12 @@ def resolve_inside(root: str | os.PathLike[str], relative: str) -> str | None:
     """Absolute, resolved path of ``relative`` ('/'-separated) under ``root``; None if it leaves ``root``."""
     path = os.path.realpath(os.path.join(os.path.realpath(root), *relative.split("/")))
     return path if is_inside(path, root) else None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

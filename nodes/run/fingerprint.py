@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from ..paths import file_sha256
+
 # Plan keys and the story.json field each one comes from (for reasons a user can act on).
 PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
@@ -33,15 +35,6 @@ PLAN_FIELDS = {
 }
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
-
-
-def file_sha256(path: str) -> str:
-    """sha256 hex of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def frame_file_sha256(path: str, width: int, height: int, fit: str = "crop") -> str:

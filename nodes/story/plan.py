@@ -17,7 +17,6 @@ Rules (documented in docs/story.md):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import math
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from ..paths import file_sha256 as file_digest  # noqa: F401 (the panel imports it from here)
 from .load import LoadedFile, StoryError, StoryIssue, load_story, resolve_in_folder
 from .model import Scene, Story, parse_fps, story_slug
 from .presets import FROM_STORY, NO_PRESET, Preset, load_preset
@@ -358,15 +358,6 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
         post=post,
         warnings=tuple(loaded.warnings),
     )
-
-
-def file_digest(path: str) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_and_plan(path: str | os.PathLike[str], preset_choice: str = FROM_STORY) -> LoadedStory:
