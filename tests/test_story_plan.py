@@ -185,7 +185,8 @@ def test_content_hash_is_of_the_bytes_that_were_validated(tmp_path):
 
     path = write_story(tmp_path / "s", base_story())
     loaded = plan.load_and_plan(path)
-    assert loaded.content_hash == hashlib.sha256(path.read_bytes()).hexdigest() == plan.file_digest(str(path))
+    file_sha256 = pack_module("nodes.paths").file_sha256
+    assert loaded.content_hash == hashlib.sha256(path.read_bytes()).hexdigest() == file_sha256(str(path))
 
 
 # --------------------------------------------------------------------------- expert split step

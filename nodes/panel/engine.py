@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from .. import comfy
-from ..paths import is_inside, resolve_inside
+from ..paths import file_sha256, is_inside, resolve_inside
 from ..run import freshness, ledger
 from ..story.load import (
     MAX_STORY_BYTES,
@@ -30,7 +30,7 @@ from ..story.load import (
 )
 from ..story.model import story_slug
 from ..story.nodes import NO_STORIES, list_stories, stories_folder
-from ..story.plan import LoadedStory, StoryPlan, file_digest, load_and_plan, plan_story
+from ..story.plan import LoadedStory, StoryPlan, load_and_plan, plan_story
 from .edl import EdlEvent, write_edl
 
 MAX_BODY_BYTES = MAX_STORY_BYTES + 64 * 1024  # a story plus its envelope ({"story": ..., "base_hash": ...})
@@ -213,7 +213,7 @@ def put_story(name: Any, body: Any) -> dict[str, Any]:
     if base is not None and not isinstance(base, str):
         raise PanelError(400, "base_hash must be the hash string from GET /gemdirect/story",
                          [{"path": "base_hash", "message": "not a string"}])
-    if base and base != file_digest(path):
+    if base and base != file_sha256(path):
         raise PanelError(409, "the story changed on disk since you loaded it; reload it and apply your change again")
     _save(path, _check_story(path, body.get("story")))
     return get_story(name)

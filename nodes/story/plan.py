@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..paths import file_sha256 as file_digest  # noqa: F401 (the panel imports it from here)
 from .load import LoadedFile, StoryError, StoryIssue, load_story, resolve_in_folder
 from .model import Scene, Story, parse_fps, story_slug
 from .presets import FROM_STORY, NO_PRESET, Preset, load_preset
