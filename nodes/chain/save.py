@@ -36,7 +36,7 @@ from ..run import events, ledger, measure, records
 from ..run.fingerprint import scene_fingerprint
 from ..video.convert import to_uint8
 from ..video.encode import encode_video
-from ..video.images import load_png, png_digest, save_png
+from ..video.images import load_png, save_png
 from ..video.master import MASTER_FFV1, encode_master, master_format, remove_master
 from ..video.probe import VideoInfo
 from . import states
@@ -236,19 +236,6 @@ def keep_master(run: ledger.Run, paths: ledger.ScenePaths, clip: Any, fps: Any, 
     return relative, f"Master: {relative} ({fmt}, {info.frames} frames, {size / 2**20:.2f} MB, lossless)"
 
 
-def start_hash(start_event: Mapping[str, Any] | None, run: ledger.Run) -> str | None:
-    """The pixel digest of the image a chained scene started from (Chain Start's, else its file now)."""
-    if start_event is None or start_event.get("flf2v_source") != "previous-scene":
-        return None
-    if start_event.get("start_sha256"):
-        return str(start_event["start_sha256"])
-    start_file = start_event.get("start_file")
-    if not start_file:
-        return None
-    path = start_file if os.path.isabs(start_file) else os.path.join(run.run_dir, start_file)
-    return png_digest(path) if os.path.isfile(path) else None
-
-
 # --------------------------------------------------------------------------- save
 
 
@@ -400,8 +387,7 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
     fields.update(frame_count=count, width=video.width, height=video.height, warnings=warnings)
     extra: dict[str, Any] = {
         "Chain": {"Source": source, "Fallback": fallback, "PreviousScene": previous_id, "Fit": fit,
-                  "StartFile": start_event.get("start_file") if start_event else None,
-                  "StartHash": start_hash(start_event, run)},
+                  "StartFile": start_event.get("start_file") if start_event else None},
         "Bookend": bookend.extra() if bookend else None,
         "Drift": drift.extra(),
         "ColorMatch": {"Method": color_match, "Strength": strength, "Reference": reference_name},

@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..run import ledger
+from ..run import fingerprint, ledger
 from ..video import probe_video
 from ..video.errors import VideoError
-from ..video.images import png_digest
 from ..video.master import iter_source_frames, probe_source
 
 CUT, CONTINUE, CROSSFADE, VACE = "cut", "continue", "crossfade", "vace"
@@ -175,9 +174,10 @@ def chain_proof(run: ledger.Run, previous_id: str, record: dict) -> tuple[bool, 
     """Whether the scene of ``record`` started on scene ``previous_id``'s saved last frame as it is now.
 
     ``(True, None)``: chained (its ``FLF2VSource`` is ``previous-scene``, its chain facts name
-    ``previous_id``, and the recorded start file and pixel digest match that scene's last frame
-    now). ``(False, None)``: it did not chain. ``(False, why)``: it chained, but not to this frame
-    (the story was reordered, or ``previous_id`` was rendered again since).
+    ``previous_id``, and the recorded start file and start hash match that scene's last frame now:
+    the fingerprint's ``StartSha256``, compared as staleness compares it). ``(False, None)``: it did
+    not chain. ``(False, why)``: it chained, but not to this frame (the story was reordered, or
+    ``previous_id`` was rendered again since).
     """
     telemetry = record.get("Telemetry") or {}
     if telemetry.get("FLF2VSource") != "previous-scene":
@@ -193,11 +193,13 @@ def chain_proof(run: ledger.Run, previous_id: str, record: dict) -> tuple[bool, 
     start_file = chain.get("StartFile")
     if start_file and start_file.replace("\\", "/") != expected:
         return False, f"'{scene_id}' started from {start_file}, not from {expected}"
-    digest = chain.get("StartHash")
+    render = ((record.get("Extra") or {}).get("Fingerprint") or {}).get("Render") or {}
+    digest = render.get("StartSha256")
     if digest:
+        width, height = (int(value) for value in str(record.get("Resolution") or "0x0").split("x"))
         try:
-            now = png_digest(last)
-        except VideoError:
+            now = fingerprint.frame_file_sha256(last, width, height, render.get("Fit") or "crop")
+        except (OSError, ValueError):
             return False, f"'{previous_id}''s last frame {expected} is missing or unreadable"
         if now != digest:
             return False, (f"'{previous_id}' was rendered again after '{scene_id}' started on its last frame "
