@@ -218,11 +218,11 @@ def check_film(server, story_name: str, run_dir: Path) -> None:
     assert (film.width, film.height) == (scene.width, scene.height), post
     assert film.fps == fps and float(post["FinalFPS"]) == pytest.approx(float(fps)), post
     assert film.frames == post["FinalFrames"], post
-    # cut joins of chained scenes ('continue'): each later scene drops its first frame (the previous' last)
-    expected = story.total_frames - (len(story.scenes) - 1)
-    if fps != scene.fps:
-        expected = round(expected * fps / scene.fps)
-    assert abs(film.frames - expected) <= len(story.scenes), (film.frames, expected)
+    # the joined cut (crossfades overlap frames) resampled from the scenes' rate to the film's
+    joined = post["Extra"]["JoinedFrames"]
+    overlap = sum(join["Frames"] for join in post["Extra"]["Joins"])
+    assert story.total_frames - overlap - len(story.scenes) < joined <= story.total_frames, post["Extra"]
+    assert abs(film.frames - joined * fps / scene.fps) <= 1, (film.frames, joined, fps)
     records = scene_records(metadata)
     assert [r["SceneId"] for r in records] == [s.id for s in story.scenes]
     assert all(r["Success"] for r in records), records
