@@ -29,6 +29,8 @@ from workflow_run import (
     SCENE_SAVE,
     SCENE_SELECT,
     STORY_RENDER,
+    WorkflowRunError,
+    for_scene,
     models_wanted,
     of_type,
     prompts_for,
@@ -50,7 +52,9 @@ DEFAULT_PRESET = "standard"
 SCENE_TIMEOUT = 600.0  # one scene prompt on a shared 2-core CPU (the full-size VAE dominates)
 GGUF_PACK = "ComfyUI-GGUF"
 GGUF_LOADERS = ("UnetLoaderGGUF", "CLIPLoaderGGUF")
-EXTRA_MODELS = [  # beside the workflows' own: the model-folder tests list these
+T2V_MODEL = "wan_test_t2v_tiny.safetensors"
+EXTRA_MODELS = [  # beside the workflows' own: the model-folder and memory tests use these
+    ("diffusion_models", T2V_MODEL, "wan_t2v"),
     ("frame_interpolation", "rife_v4.26.safetensors", "rife"),
     ("upscale_models", "RealESRGAN_x4plus.pth", "esrgan"),
     ("loras", "wan22_test_lora_diffusers.safetensors", "lora_diffusers"),
@@ -87,6 +91,7 @@ def run_order(path: Path) -> tuple[int, str]:
 
 
 WORKFLOWS = sorted(workflow_files(), key=run_order)
+FLF2V = next(p for p in WORKFLOWS if p.name == "story_wan22_14b_flf2v.json")  # makes scenes for other tests
 
 
 def story_id(path: Path) -> str:
@@ -202,7 +207,7 @@ def pixel_score(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 - float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean()) / 255.0 * 100.0
 
 
-def check_film(server, story_name: str, run_dir: Path) -> None:
+def check_film(server, story_name: str, run_dir: Path, scenes: int) -> None:
     """The run's film (frames, fps, size read back from the file), telemetry (the validator) and chaining."""
     validate = pack_module("nodes.run.validate")
     probe = pack_module("nodes.video.probe")
@@ -212,6 +217,9 @@ def check_film(server, story_name: str, run_dir: Path) -> None:
     metadata = json.loads((run_dir / "artifact-metadata.json").read_text(encoding="utf-8"))
     story = plan.load_and_plan(str(server.base / "input" / "gemdirect" / story_name), "from story").plan
     post = metadata["Post"]
+    rendered = [s for s in story.scenes if s.id in post["Extra"]["Scenes"]]
+    assert rendered and [s.id for s in rendered] == post["Extra"]["Scenes"], post["Extra"]
+    assert len(rendered) == scenes and len(post["Extra"]["Skipped"]) == len(story.scenes) - scenes, post["Extra"]
     film = probe.probe_video(run_dir / post["FinalPath"])
     scene = story.scenes[0]
     fps = story.post.target_fps if story.post.interpolation else scene.fps
@@ -221,10 +229,11 @@ def check_film(server, story_name: str, run_dir: Path) -> None:
     # the joined cut (crossfades overlap frames) resampled from the scenes' rate to the film's
     joined = post["Extra"]["JoinedFrames"]
     overlap = sum(join["Frames"] for join in post["Extra"]["Joins"])
-    assert story.total_frames - overlap - len(story.scenes) < joined <= story.total_frames, post["Extra"]
+    total = sum(s.length for s in rendered)
+    assert total - overlap - len(rendered) < joined <= total, post["Extra"]
     assert abs(film.frames - joined * fps / scene.fps) <= 1, (film.frames, joined, fps)
-    records = scene_records(metadata)
-    assert [r["SceneId"] for r in records] == [s.id for s in story.scenes]
+    records = [r for r in scene_records(metadata) if r["SceneId"] in post["Extra"]["Scenes"]]
+    assert [r["SceneId"] for r in records] == [s.id for s in rendered]
     assert all(r["Success"] for r in records), records
     for previous, current in itertools.pairwise(records):
         assert current["Telemetry"]["FLF2VSource"] == "previous-scene", current["Telemetry"]
@@ -232,6 +241,17 @@ def check_film(server, story_name: str, run_dir: Path) -> None:
         first = np.asarray(Image.open(run_dir / "scenes" / f"{current['SceneId']}_first.png").convert("RGB"))
         recorded = current["Telemetry"]["BookendSimilarity"]["Score"]
         assert recorded == pytest.approx(pixel_score(last, first), abs=0.1), (previous["SceneId"], current["SceneId"])
+
+
+def render_scenes_first(server, story: str, count: int) -> None:
+    """Scenes 1..count of ``story`` rendered by the shipped FLF2V workflow, for a workflow that only renders.
+
+    The rest stay unrendered: Run's ``auto`` mode joins the newest *unfinished* run, so a render-only
+    workflow at the last scene renders what such a run holds (see the strict xfail below for a finished run).
+    """
+    prompts = prompts_for(api_prompt(server, FLF2V), story, SCENES)[:count]
+    for item in prompts:
+        queue_and_wait(server, item, SCENE_TIMEOUT)
 
 
 def model_load_problems(log: str) -> list[str]:
@@ -251,10 +271,7 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
     story = story_option(path)
     makes_scenes = bool(of_type(prompt, SCENE_SAVE))
     if of_type(prompt, STORY_RENDER) and not makes_scenes:
-        source = next((name for name, done in suite.finished.items() if done), None)
-        if source is None:
-            pytest.skip(f"{path.name} renders a finished story; no scene-making workflow finished before it")
-        story = suite.finished[source]
+        render_scenes_first(suite, story, SCENES - 1)
     started = time.monotonic()
     results = [queue_and_wait(suite, item, SCENE_TIMEOUT) for item in prompts_for(prompt, story, SCENES)]
     record_property("workflow_seconds", round(time.monotonic() - started, 1))
@@ -270,8 +287,170 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
     if of_type(prompt, STORY_RENDER):
         runs = run_folders(suite.base / "output", sid)
         assert len(runs) == 1, runs
-        check_film(suite, story, runs[0])
+        check_film(suite, story, runs[0], SCENES if makes_scenes else SCENES - 1)
     elif of_type(prompt, SCENE_SELECT):  # previews: one output per scene prompt
         for result in results:
             assert result.entry["outputs"], f"{path.name}: a prompt produced no output"
 
+
+
+# --------------------------------------------------------------------------- the suite can fail
+
+
+def broken_link_type(workflow: dict) -> tuple[dict, int]:
+    """``workflow`` with VAE Decode's ``vae`` fed from a UNET loader's MODEL; the VAE Decode node's id."""
+    broken = json.loads(json.dumps(workflow))
+    nodes = {node["id"]: node for node in broken["nodes"]}
+    decode = next(n for n in broken["nodes"] if n["type"] == "VAEDecode")
+    unet = next(n for n in broken["nodes"] if n["type"] == "UNETLoader")
+    slot = next(i for i, s in enumerate(decode["inputs"]) if s["name"] == "vae")
+    link = next(link for link in broken["links"] if link[0] == decode["inputs"][slot]["link"])
+    old_source = nodes[link[1]]
+    old_source["outputs"][link[2]]["links"].remove(link[0])
+    link[1:3], link[5] = [unet["id"], 0], "MODEL"
+    unet["outputs"][0]["links"].append(link[0])
+    return broken, decode["id"]
+
+
+def test_a_wrong_link_type_fails_naming_the_node_and_the_reason(suite):
+    broken, decode = broken_link_type(read_workflow(FLF2V))
+    problems = check_workflow(broken, suite.object_info)
+    assert any(f"node {decode} (VAEDecode) input 'vae' takes VAE" in p and "gives MODEL" in p for p in problems), \
+        problems
+    prompt = swap_text_encoder(to_api_prompt(broken, suite.object_info))
+    with pytest.raises(WorkflowRunError) as refused:
+        queue_and_wait(suite, prompts_for(prompt, story_option(FLF2V), SCENES)[0], SCENE_TIMEOUT)
+    message = str(refused.value)
+    assert f"node {decode} (VAEDecode): return_type_mismatch" in message and "[input vae]" in message, message
+
+
+def test_a_missing_model_file_fails_naming_the_node_and_the_file(suite):
+    workflow = read_workflow(FLF2V)
+    loader = next(n for n in workflow["nodes"] if n["type"] == "UNETLoader")
+    loader["widgets_values"][0] = "wan2.2_not_downloaded.safetensors"
+    assert check_workflow(workflow, suite.object_info) == []  # model names are the user's download: not checked
+    prompt = swap_text_encoder(to_api_prompt(workflow, suite.object_info))
+    with pytest.raises(WorkflowRunError) as refused:
+        queue_and_wait(suite, prompts_for(prompt, story_option(FLF2V), SCENES)[0], SCENE_TIMEOUT)
+    message = str(refused.value)
+    assert f"node {loader['id']} (UNETLoader): value_not_in_list" in message, message
+    assert "wan2.2_not_downloaded.safetensors" in message and "[input unet_name]" in message, message
+
+
+# --------------------------------------------------------------------------- nodes/comfy.py inside ComfyUI
+
+
+def test_model_folders_list_the_installed_files(suite):
+    info = suite.object_info
+    rife = info["GemDirectRIFELoader"]["input"]["required"]["model_name"][0]
+    assert "rife_v4.26.safetensors" in rife  # models/frame_interpolation, a folder the pack registers
+    listed = info["GemDirectModelInfo"]["input"]["required"]["model"][0]
+    for folder, name, _ in EXTRA_MODELS:
+        assert any(entry.endswith(name) for entry in listed), (folder, name, listed)
+
+
+def demo_keyframe_nodes() -> dict:
+    return {"1": {"class_type": "GemDirectStoryLoader", "inputs": {"story": "demo/story.json", "preset": "from story"}},
+            "2": {"class_type": "GemDirectSceneSelect", "inputs": {"story": ["1", 0], "scene_index": 1}}}
+
+
+def device(server) -> dict:
+    return server.get("/gemdirect/health").json()["device"]
+
+
+def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
+    # load a tiny T2V DiT and the WAN 2.1 VAE into ComfyUI's model cache with a one-step sample
+    vae = next(name for folder, name, kind in models_wanted(api_prompt(suite, FLF2V)) if folder == "vae")
+    sample = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": T2V_MODEL, "weight_dtype": "default"}},
+        "2": {"class_type": "GemDirectTestConditioning", "inputs": {"text": "a lighthouse", "tokens": 16}},
+        "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                  "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
+                                                   "latent_image": ["3", 0], "seed": 1, "steps": 1, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["5", 0]}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    queue_and_wait(suite, sample, SCENE_TIMEOUT)
+    before = device(suite)
+    assert before["cached_models_mb"] > 0, before  # comfy.loaded_models sees ComfyUI's cache
+    guard = demo_keyframe_nodes() | {
+        "3": {"class_type": "GemDirectModelInfo", "inputs": {"model": next(
+            e for e in suite.object_info["GemDirectModelInfo"]["input"]["required"]["model"][0]
+            if e.endswith(T2V_MODEL))}},
+        "4": {"class_type": "GemDirectVRAMGuard", "inputs": {"value": ["2", 10], "stage": "custom",
+                                                             "policy": "free-then-block", "model_info": ["3", 0],
+                                                             "estimate_gb": 192.0}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+    }
+    with pytest.raises(WorkflowRunError) as stopped:
+        queue_and_wait(suite, guard, SCENE_TIMEOUT)
+    assert "node 4 (GemDirectVRAMGuard)" in str(stopped.value)
+    assert "free after unloading cached models" in str(stopped.value), str(stopped.value)
+    event = suite.messages.of("gemdirect.vram")[-1]
+    assert event["action"] == "block" and event["need_mb"] >= 192 * 1024 * 0.99, event
+    assert event["resident_mb"] > 0, event  # the T2V DiT is recognised as the stage's own model
+    after = device(suite)
+    # free_memory(bytes, keep_loaded=[the DiT]) unloaded the VAE and kept the DiT
+    assert after["cached_models_mb"] == pytest.approx(event["resident_mb"], abs=0.2), (before, after, event)
+    assert after["cached_models_mb"] < before["cached_models_mb"], (before, after)
+
+
+def test_an_interrupt_stops_a_pack_node_between_chunks(suite):
+    animatic = next(p for p in WORKFLOWS if p.name == "story_animatic_preview.json")
+    prompt = for_scene(api_prompt(suite, animatic), story_option(animatic), 1)
+    key = of_type(prompt, "GemDirectAnimatic")[0]
+    prompt[key]["inputs"].pop("scene", None)  # a connected scene sets the length; the longest clip instead
+    prompt[key]["inputs"]["length"] = suite.object_info["GemDirectAnimatic"]["input"]["required"]["length"][1]["max"]
+    response = suite.queue(prompt)
+    assert response.status_code == 200, response.text
+    prompt_id = response.json()["prompt_id"]
+    deadline = time.monotonic() + SCENE_TIMEOUT
+    while not [m for m in suite.messages.of("progress", prompt_id) if m["node"] == key and m["value"] > 0]:
+        assert time.monotonic() < deadline, "the animatic never reported progress"
+        time.sleep(0.1)
+    assert suite.post("/interrupt").status_code == 200
+    entry = suite.wait_for(prompt_id, timeout=SCENE_TIMEOUT)
+    kinds = dict(entry["status"]["messages"])
+    assert "execution_interrupted" in kinds, entry["status"]
+    assert kinds["execution_interrupted"]["node_type"] == "GemDirectAnimatic", kinds["execution_interrupted"]
+    done = max(m["value"] for m in suite.messages.of("progress", prompt_id) if m["node"] == key)
+    assert done < prompt[key]["inputs"]["length"]  # stopped part-way, not at the end
+
+
+def test_lora_files_in_both_wan_spellings_patch_every_key(suite):
+    loras = [name for folder, name, _ in EXTRA_MODELS if folder == "loras"]
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": T2V_MODEL, "weight_dtype": "default"}},
+        "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": loras[0],
+                                                              "strength_model": 1.0}},
+        "3": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["2", 0], "lora_name": loras[1],
+                                                              "strength_model": 1.0}},
+        "4": {"class_type": "GemDirectTestConditioning", "inputs": {"text": "a lora", "tokens": 16}},
+        "5": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                  "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["3", 0], "positive": ["4", 0], "negative": ["4", 0],
+                                                   "latent_image": ["5", 0], "seed": 2, "steps": 1, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+    }
+    prompt["7"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "itest/lora"}}
+    mark = len(suite.log_text())
+    queue_and_wait(suite, prompt, SCENE_TIMEOUT)
+    log = suite.log_text()[mark:]
+    assert "lora key not loaded" not in log, log[-3000:]
+    assert "ERROR" not in log, log[-3000:]
+
+
+@pytest.mark.xfail(strict=True, reason="Run's auto mode joins the newest *unfinished* run: on a finished story "
+                   "story_render.json starts an empty run and fails (Run's mode becomes 'continue' in another branch)")
+def test_story_render_rerenders_a_finished_run(suite):
+    story = suite.finished.get(FLF2V.name)
+    if story is None:
+        pytest.skip(f"{FLF2V.name} did not finish a run in this session")
+    render = next(p for p in WORKFLOWS if p.name == "story_render.json")
+    queue_and_wait(suite, prompts_for(api_prompt(suite, render), story, SCENES)[0], SCENE_TIMEOUT)
+    runs = run_folders(suite.base / "output", story.split("/")[0])
+    assert len(runs) == 1, runs
+    check_film(suite, story, runs[0], SCENES)

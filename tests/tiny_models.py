@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-LAYOUT_VERSION = 1  # bump when a layout changes: cached files carry it in their names
+LAYOUT_VERSION = 2  # bump when a layout changes: cached files carry it in their names
 TEXT_DIM = 4096  # umt5-xxl's width: ComfyUI does not read it from the file
 FREQ_DIM = 256
 PATCH = (1, 2, 2)
@@ -304,7 +304,7 @@ def lora_target_count(layout: Layout) -> int:
 
 def write_gguf(path: Path, tensors: Mapping[str, torch.Tensor], arch: str = "wan") -> None:
     """A GGUF file the way city96's convert tool writes a DiT: ``general.architecture`` set, 2-D weights
-    Q8_0-quantised, the rest F16 (1-D) or F16 with the original 5-D shape kept in
+    Q8_0-quantised, the rest F16, 5-D ones with the original 5-D shape kept in
     ``comfy.gguf.orig_shape.<name>`` (GGUF holds at most 4 dimensions)."""
     import gguf
 
@@ -313,10 +313,11 @@ def write_gguf(path: Path, tensors: Mapping[str, torch.Tensor], arch: str = "wan
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
     for name, tensor in tensors.items():
         data = tensor.float().numpy()
+        matrix = data.ndim == 2 and data.shape[-1] % 32 == 0  # only linear weights are quantised
         if data.ndim > 4:
             writer.add_array(f"comfy.gguf.orig_shape.{name}", list(data.shape))
             data = data.reshape(data.shape[0], -1)
-        if data.ndim == 2 and data.shape[-1] % 32 == 0 and "modulation" not in name:
+        if matrix:
             quantised = gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
             writer.add_tensor(name, quantised, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
