@@ -207,7 +207,24 @@ def pixel_score(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 - float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean()) / 255.0 * 100.0
 
 
-def check_film(server, story_name: str, run_dir: Path, scenes: int) -> None:
+def final_rate_and_factor(story, scene, render: dict) -> tuple:
+    """The film's frame rate and size factor as Story Render's widgets ask (``from story``: the preset's)."""
+    from fractions import Fraction
+
+    interpolation, upscale = render["interpolation"], render["upscale"]
+    if interpolation == "from story":
+        fps = story.post.target_fps if story.post.interpolation and story.post.target_fps else scene.fps
+    else:
+        fps = Fraction(render["target_fps"]).limit_denominator(1001) if interpolation == "target fps" else scene.fps
+    if upscale == "from story":
+        factor = story.post.upscale_factor if story.post.upscale else 1.0
+    else:
+        assert upscale in ("factor", "off"), f"the suite checks factor/off/from story sizes, not {upscale}"
+        factor = render["factor"] if upscale == "factor" else 1.0
+    return fps, factor
+
+
+def check_film(server, story_name: str, run_dir: Path, scenes: int, render: dict) -> None:
     """The run's film (frames, fps, size read back from the file), telemetry (the validator) and chaining."""
     validate = pack_module("nodes.run.validate")
     probe = pack_module("nodes.video.probe")
@@ -222,8 +239,8 @@ def check_film(server, story_name: str, run_dir: Path, scenes: int) -> None:
     assert len(rendered) == scenes and len(post["Extra"]["Skipped"]) == len(story.scenes) - scenes, post["Extra"]
     film = probe.probe_video(run_dir / post["FinalPath"])
     scene = story.scenes[0]
-    fps = story.post.target_fps if story.post.interpolation else scene.fps
-    assert (film.width, film.height) == (scene.width, scene.height), post
+    fps, factor = final_rate_and_factor(story, scene, render)
+    assert (film.width, film.height) == (round(scene.width * factor), round(scene.height * factor)), post
     assert film.fps == fps and float(post["FinalFPS"]) == pytest.approx(float(fps)), post
     assert film.frames == post["FinalFrames"], post
     # the joined cut (crossfades overlap frames) resampled from the scenes' rate to the film's
@@ -287,7 +304,8 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
     if of_type(prompt, STORY_RENDER):
         runs = run_folders(suite.base / "output", sid)
         assert len(runs) == 1, runs
-        check_film(suite, story, runs[0], SCENES if makes_scenes else SCENES - 1)
+        render = prompt[of_type(prompt, STORY_RENDER)[0]]["inputs"]
+        check_film(suite, story, runs[0], SCENES if makes_scenes else SCENES - 1, render)
     elif of_type(prompt, SCENE_SELECT):  # previews: one output per scene prompt
         for result in results:
             assert result.entry["outputs"], f"{path.name}: a prompt produced no output"
@@ -349,11 +367,6 @@ def test_model_folders_list_the_installed_files(suite):
         assert any(entry.endswith(name) for entry in listed), (folder, name, listed)
 
 
-def demo_keyframe_nodes() -> dict:
-    return {"1": {"class_type": "GemDirectStoryLoader", "inputs": {"story": "demo/story.json", "preset": "from story"}},
-            "2": {"class_type": "GemDirectSceneSelect", "inputs": {"story": ["1", 0], "scene_index": 1}}}
-
-
 def device(server) -> dict:
     return server.get("/gemdirect/health").json()["device"]
 
@@ -376,18 +389,22 @@ def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
     queue_and_wait(suite, sample, SCENE_TIMEOUT)
     before = device(suite)
     assert before["cached_models_mb"] > 0, before  # comfy.loaded_models sees ComfyUI's cache
-    guard = demo_keyframe_nodes() | {
-        "3": {"class_type": "GemDirectModelInfo", "inputs": {"model": next(
+    # the same sample nodes again (cached, not re-run): ComfyUI's cache keeps only the current prompt's
+    # outputs, so without them the models would be garbage and nothing left to free
+    guard = sample | {
+        "11": {"class_type": "GemDirectStoryLoader", "inputs": {"story": "demo/story.json", "preset": "from story"}},
+        "12": {"class_type": "GemDirectSceneSelect", "inputs": {"story": ["11", 0], "scene_index": 1}},
+        "13": {"class_type": "GemDirectModelInfo", "inputs": {"model": next(
             e for e in suite.object_info["GemDirectModelInfo"]["input"]["required"]["model"][0]
             if e.endswith(T2V_MODEL))}},
-        "4": {"class_type": "GemDirectVRAMGuard", "inputs": {"value": ["2", 10], "stage": "custom",
-                                                             "policy": "free-then-block", "model_info": ["3", 0],
-                                                             "estimate_gb": 192.0}},
-        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+        "14": {"class_type": "GemDirectVRAMGuard", "inputs": {"value": ["12", 10], "stage": "custom",
+                                                              "policy": "free-then-block", "model_info": ["13", 0],
+                                                              "estimate_gb": 192.0}},
+        "15": {"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}},
     }
     with pytest.raises(WorkflowRunError) as stopped:
         queue_and_wait(suite, guard, SCENE_TIMEOUT)
-    assert "node 4 (GemDirectVRAMGuard)" in str(stopped.value)
+    assert "node 14 (GemDirectVRAMGuard)" in str(stopped.value)
     assert "free after unloading cached models" in str(stopped.value), str(stopped.value)
     event = suite.messages.of("gemdirect.vram")[-1]
     assert event["action"] == "block" and event["need_mb"] >= 192 * 1024 * 0.99, event
@@ -453,4 +470,5 @@ def test_story_render_rerenders_a_finished_run(suite):
     queue_and_wait(suite, prompts_for(api_prompt(suite, render), story, SCENES)[0], SCENE_TIMEOUT)
     runs = run_folders(suite.base / "output", story.split("/")[0])
     assert len(runs) == 1, runs
-    check_film(suite, story, runs[0], SCENES)
+    prompt = api_prompt(suite, render)
+    check_film(suite, story, runs[0], SCENES, prompt[of_type(prompt, STORY_RENDER)[0]]["inputs"])
