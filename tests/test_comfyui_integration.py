@@ -9,125 +9,24 @@ links to this repository, so the checkout itself is never written to. See docs/c
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import socket
 import struct
-import subprocess
-import sys
-import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
-from conftest import REPO_ROOT, load_pack, pack_module
+from comfyui_server import PACK_FOLDER, Server, running_comfyui
+from conftest import load_pack, pack_module
 from workflow_check import WORKFLOW_DIR, check_workflow, pack_schemas, slot_type, to_api_prompt, workflow_files
 
 pytestmark = pytest.mark.integration
 
-PACK_FOLDER = "gemdirect"  # the pack's folder name inside the temporary custom_nodes/
-START_TIMEOUT = 120.0  # seconds for ComfyUI to import everything and answer HTTP
-PROMPT_TIMEOUT = 120.0  # seconds for one prompt to finish
 DEMO_STORY = "demo/story.json"
-
-
-def comfyui_checkout() -> Path:
-    path = os.environ.get("COMFYUI_PATH")
-    if not path:
-        pytest.skip("COMFYUI_PATH is not set: point it at a ComfyUI checkout to run the real-ComfyUI test")
-    checkout = Path(path).expanduser().resolve()
-    if not (checkout / "main.py").is_file():
-        pytest.skip(f"COMFYUI_PATH={path} is not a ComfyUI checkout (no main.py there)")
-    return checkout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def link_pack(custom_nodes: Path) -> Path:
-    """custom_nodes/gemdirect -> this repository (a copy where symlinks are not allowed)."""
-    target = custom_nodes / PACK_FOLDER
-    try:
-        target.symlink_to(REPO_ROOT, target_is_directory=True)
-    except OSError:
-        shutil.copytree(REPO_ROOT, target, ignore=shutil.ignore_patterns(
-            ".git", ".venv*", "__pycache__", "node_modules", "input", "output", "temp", "user", "models"))
-    return target
-
-
-@dataclass
-class Server:
-    url: str
-    base: Path
-    log: Path
-    process: subprocess.Popen
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=30, **kwargs)
-
-    def queue(self, prompt: dict) -> requests.Response:
-        return requests.post(self.url + "/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex}, timeout=30)
-
-    def wait_for(self, prompt_id: str, timeout: float = PROMPT_TIMEOUT) -> dict:
-        """The history entry of ``prompt_id`` once it succeeded or failed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self.get(f"/history/{prompt_id}").json().get(prompt_id)
-            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
-                return entry
-            if self.process.poll() is not None:
-                pytest.fail(f"ComfyUI exited ({self.process.returncode}) while running a prompt:\n{self.log_tail()}")
-            time.sleep(0.1)
-        pytest.fail(f"prompt {prompt_id} did not finish within {timeout:.0f} s:\n{self.log_tail()}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    checkout = comfyui_checkout()
-    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
-    base = tmp_path_factory.mktemp("comfyui-base")
-    (base / "custom_nodes").mkdir()
-    link_pack(base / "custom_nodes")
-    port = free_port()
-    log = base / "comfyui.log"
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-               "--base-directory", str(base), "--database-url", "sqlite:///:memory:"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("GEMDIRECT_HOME", None)
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=checkout, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    running = Server(f"http://127.0.0.1:{port}", base, log, process)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"ComfyUI exited ({process.returncode}) during start-up:\n{running.log_tail()}")
-            try:
-                if running.get("/system_stats").status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"ComfyUI did not answer within {START_TIMEOUT:.0f} s:\n{running.log_tail()}")
-            time.sleep(0.5)
+    with running_comfyui(tmp_path_factory.mktemp("comfyui-base")) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

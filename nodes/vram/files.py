@@ -33,8 +33,17 @@ def _gguf_files(folder: str) -> set[str]:
     return found
 
 
+def _register_folders() -> None:
+    """frame_interpolation is not one of ComfyUI's own folders: register it before listing or resolving,
+    or the list depends on whether the RIFE loader happened to be listed first."""
+    from ..interpolate.nodes import register_folders
+
+    register_folders()
+
+
 def model_choices() -> list[str]:
     """Every model file as ``<folder>/<file>``, folders in :data:`MODEL_FOLDERS` order, files sorted."""
+    _register_folders()
     choices = []
     for folder in MODEL_FOLDERS:
         names = set(comfy.model_files(folder)) | _gguf_files(folder)
@@ -50,6 +59,7 @@ def resolve(choice: str) -> str:
     choice = choice.strip().replace("\\", "/")
     if not choice or choice == NO_FILES:
         raise ModelFileError("no model file chosen; put model files in ComfyUI's models folders and refresh (R)")
+    _register_folders()
     folder, _, rest = choice.partition("/")
     attempts = [(folder, rest)] if folder in MODEL_FOLDERS and rest else []
     attempts += [(name, choice) for name in MODEL_FOLDERS]

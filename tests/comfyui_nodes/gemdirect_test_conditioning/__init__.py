@@ -1,0 +1,39 @@
+"""Test-only ComfyUI node (never shipped in the pack): seeded text conditioning in place of umt5-xxl.
+
+The WAN text encoder has a fixed configuration (umt5-xxl, about 11 GB) and cannot be made tiny, so the
+integration suite swaps CLIPLoader + CLIPTextEncode for this node: CONDITIONING
+``[[tensor[1, tokens, 4096] * 0.1, {}]]`` seeded from the text, so the same text always gives the
+same tensor and positive and negative prompts differ. The suite links this folder into the temporary
+ComfyUI's custom_nodes/.
+"""
+
+import hashlib
+
+import torch
+
+TEXT_DIM = 4096  # umt5-xxl's width, what WAN's text_embedding expects
+
+
+class GemDirectTestConditioning:
+    CATEGORY = "gemDirect/testing"
+    FUNCTION = "encode"
+    RETURN_TYPES = ("CONDITIONING",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text": ("STRING", {"multiline": True, "tooltip": "The prompt; it seeds the tensor."}),
+                "tokens": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Sequence length."}),
+            }
+        }
+
+    def encode(self, text, tokens=16):
+        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") & (2**63 - 1)
+        generator = torch.Generator().manual_seed(seed)
+        cond = torch.randn((1, int(tokens), TEXT_DIM), generator=generator) * 0.1
+        return ([[cond, {}]],)
+
+
+NODE_CLASS_MAPPINGS = {"GemDirectTestConditioning": GemDirectTestConditioning}
+NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectTestConditioning": "Test Conditioning (gemDirect tests only)"}
