@@ -243,17 +243,23 @@ def check_film(server, story_name: str, run_dir: Path, scenes: int, render: dict
     assert (film.width, film.height) == (round(scene.width * factor), round(scene.height * factor)), post
     assert film.fps == fps and float(post["FinalFPS"]) == pytest.approx(float(fps)), post
     assert film.frames == post["FinalFrames"], post
-    # the joined cut (crossfades overlap frames) resampled from the scenes' rate to the film's
+    # the joined cut (crossfades overlap frames, a continue drops the repeated first frame), exactly,
+    # resampled from the scenes' rate to the film's
     joined = post["Extra"]["JoinedFrames"]
-    overlap = sum(join["Frames"] for join in post["Extra"]["Joins"])
+    taken = sum(join["Frames"] for join in post["Joins"])
     total = sum(s.length for s in rendered)
-    assert total - overlap - len(rendered) < joined <= total, post["Extra"]
+    assert joined == total - taken, post
+    chained = {(a.id, b.id) for a, b in itertools.pairwise(rendered) if b.chain}
+    for join in post["Joins"]:  # a chained pair is never blended or shown twice: continue
+        if (join["From"], join["To"]) in chained:
+            assert (join["Used"], join["Frames"]) == ("continue", 1), join
     assert abs(film.frames - joined * fps / scene.fps) <= 1, (film.frames, joined, fps)
     records = [r for r in scene_records(metadata) if r["SceneId"] in post["Extra"]["Scenes"]]
     assert [r["SceneId"] for r in records] == [s.id for s in rendered]
     assert all(r["Success"] for r in records), records
     for previous, current in itertools.pairwise(records):
         assert current["Telemetry"]["FLF2VSource"] == "previous-scene", current["Telemetry"]
+        assert current["Telemetry"]["StartMatch"]["Verdict"] in ("pass", "fail"), current["Telemetry"]
         last = np.asarray(Image.open(run_dir / "scenes" / f"{previous['SceneId']}_last.png").convert("RGB"))
         first = np.asarray(Image.open(run_dir / "scenes" / f"{current['SceneId']}_first.png").convert("RGB"))
         recorded = current["Telemetry"]["BookendSimilarity"]["Score"]
@@ -264,7 +270,7 @@ def render_scenes_first(server, story: str, count: int) -> None:
     """Scenes 1..count of ``story`` rendered by the shipped FLF2V workflow, for a workflow that only renders.
 
     The rest stay unrendered: Run's ``auto`` mode joins the newest *unfinished* run, so a render-only
-    workflow at the last scene renders what such a run holds (see the strict xfail below for a finished run).
+    workflow at the last scene renders what such a run holds (a finished run is rendered again below).
     """
     prompts = prompts_for(api_prompt(server, FLF2V), story, SCENES)[:count]
     for item in prompts:
@@ -460,8 +466,6 @@ def test_lora_files_in_both_wan_spellings_patch_every_key(suite):
     assert "ERROR" not in log, log[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="Run's auto mode joins the newest *unfinished* run: on a finished story "
-                   "story_render.json starts an empty run and fails (Run's mode becomes 'continue' in another branch)")
 def test_story_render_rerenders_a_finished_run(suite):
     story = suite.finished.get(FLF2V.name)
     if story is None:
