@@ -137,10 +137,7 @@ export class StoryPanel {
     // without Scene Save sends no gemdirect.scene events to move the badge on)
     this.host.onEvent("status", (detail) => {
       const remaining = detail && detail.exec_info ? detail.exec_info.queue_remaining : undefined;
-      if (remaining !== 0) return;
-      const before = Object.keys(this.live).length;
-      this.live = Object.fromEntries(Object.entries(this.live).filter(([, s]) => s.state !== "queued"));
-      if (Object.keys(this.live).length !== before) this.renderTimeline();
+      if (remaining === 0) this.clearQueued();
     });
     await Promise.all([this.loadStories(), this.loadHealth()]);
     this.schedule();
@@ -334,6 +331,27 @@ export class StoryPanel {
     } finally {
       this.generating = false;
       this.renderActions();
+      await this.clearQueuedIfIdle();
+    }
+  }
+
+  /** Drop "queued" badges: nothing is queued any more. */
+  clearQueued() {
+    const before = Object.keys(this.live).length;
+    this.live = Object.fromEntries(Object.entries(this.live).filter(([, s]) => s.state !== "queued"));
+    if (Object.keys(this.live).length !== before) this.renderTimeline();
+  }
+
+  /** After queueing: a prompt that finished before its badge said "queued" sends no later empty-queue
+   * status, so ask ComfyUI's /queue once (a host without it keeps the badges to the status events). */
+  async clearQueuedIfIdle() {
+    try {
+      const response = await this.host.fetchApi("/queue");
+      if (!response.ok) return;
+      const queue = await response.json();
+      if (!(queue.queue_running || []).length && !(queue.queue_pending || []).length) this.clearQueued();
+    } catch {
+      // no /queue on this host: the status events alone clear the badges
     }
   }
 
