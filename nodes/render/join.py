@@ -193,17 +193,14 @@ def chain_proof(run: ledger.Run, previous_id: str, record: dict) -> tuple[bool, 
     start_file = chain.get("StartFile")
     if start_file and start_file.replace("\\", "/") != expected:
         return False, f"'{scene_id}' started from {start_file}, not from {expected}"
-    render = ((record.get("Extra") or {}).get("Fingerprint") or {}).get("Render") or {}
-    digest = render.get("StartSha256")
-    if digest:
-        width, height = (int(value) for value in str(record.get("Resolution") or "0x0").split("x"))
-        try:
-            now = fingerprint.frame_file_sha256(last, width, height, render.get("Fit") or "crop")
-        except (OSError, ValueError):
-            return False, f"'{previous_id}''s last frame {expected} is missing or unreadable"
-        if now != digest:
-            return False, (f"'{previous_id}' was rendered again after '{scene_id}' started on its last frame "
-                           f"({expected} changed)")
+    width, height = (int(value) for value in str(record.get("Resolution") or "0x0").split("x"))
+    try:
+        same = fingerprint.starts_on(record, last, width, height)
+    except (OSError, ValueError):
+        return False, f"'{previous_id}''s last frame {expected} is missing or unreadable"
+    if same is False:
+        return False, (f"'{previous_id}' was rendered again after '{scene_id}' started on its last frame "
+                       f"({expected} changed)")
     return True, None
 
 

@@ -46,6 +46,20 @@ def frame_file_sha256(path: str, width: int, height: int, fit: str = "crop") -> 
     return pixel_sha256(fit_pixels(load_png(path, dtype="uint8", as_torch=False), width, height, fit or "crop"))
 
 
+def starts_on(record: Mapping[str, Any], last_frame: str, width: int, height: int) -> bool | None:
+    """Whether the scene of ``record`` started on the frame ``last_frame`` holds now: its fingerprint's
+    ``StartSha256`` against that PNG fitted to ``width`` x ``height`` as Chain Start fitted it. None when
+    the record kept no start hash. OSError/ValueError when the PNG cannot be read.
+
+    The one comparison behind both the join's chain proof and staleness.
+    """
+    render = ((record.get("Extra") or {}).get("Fingerprint") or {}).get("Render") or {}
+    recorded = render.get("StartSha256")
+    if not recorded:
+        return None
+    return frame_file_sha256(last_frame, width, height, render.get("Fit") or "crop") == recorded
+
+
 def _fps(value: Any) -> str:
     rate = Fraction(value) if not isinstance(value, Fraction) else value
     return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"

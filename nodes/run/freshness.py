@@ -71,7 +71,7 @@ def _chain_facts(record: dict[str, Any]) -> tuple[str | None, str | None, dict[s
 
 def _start_reasons(run: ledger.Run, plan: Any, record: dict[str, Any], previous: Any | None) -> list[str]:
     """Why a chained scene's start frame no longer matches its predecessor (empty when it does)."""
-    _source, recorded_previous, render = _chain_facts(record)
+    _source, recorded_previous, _render = _chain_facts(record)
     if previous is None:
         return [f"started on the last frame of '{recorded_previous or 'its predecessor'}', but plays first now"]
     if recorded_previous is not None and recorded_previous != previous.id:
@@ -79,14 +79,13 @@ def _start_reasons(run: ledger.Run, plan: Any, record: dict[str, Any], previous:
     last_frame = ledger.scene_paths(run, previous.id).last_frame
     if not os.path.isfile(last_frame):
         return []  # the predecessor is missing: reported through its state
-    recorded = render.get("StartSha256")
-    if recorded:
-        try:
-            now = fingerprint.frame_file_sha256(last_frame, plan.width, plan.height, render.get("Fit") or "crop")
-        except (OSError, ValueError) as exc:
-            return [f"the last frame of '{previous.id}' cannot be read ({exc})"]
-        if now != recorded:
-            return [f"'{previous.id}' changed since: its last frame is not the frame this scene started on"]
+    try:
+        same = fingerprint.starts_on(record, last_frame, plan.width, plan.height)
+    except (OSError, ValueError) as exc:
+        return [f"the last frame of '{previous.id}' cannot be read ({exc})"]
+    if same is False:
+        return [f"'{previous.id}' changed since: its last frame is not the frame this scene started on"]
+    if same:
         return []
     # A record from before start hashes were kept: a predecessor re-saved after this scene is a change.
     updated = (record.get("Video") or {}).get("UpdatedAt")
