@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 from pathlib import Path
 
 import chain_helpers as h
@@ -159,6 +160,15 @@ def test_a_scene_rendered_again_unproves_the_chain_of_the_next_one(folder):
     assert any("'a' was rendered again after 'b' started on its last frame" in w for w in plan.warnings)
     assert plan.join_records()[0]["Reason"].startswith("not joined as chained: 'a' was rendered again")
     assert plan.frames == sum(LENGTHS.values()) - 4 - 1
+
+
+def test_a_lost_last_frame_unproves_the_chain_instead_of_stopping_the_render(folder):
+    run, _frames = _render_all(_story(folder, chain=True, transition={"kind": "crossfade", "frames": 4}))
+    os.remove(ledger.scene_paths(run, "a").last_frame)
+    _film, plan = _joined(run)
+    assert [s.join for s in plan.segments[:-1]] == ["crossfade", "continue"]
+    assert plan.join_records()[0]["Reason"].startswith("not joined as chained: 'a''s last frame")
+    assert "missing or unreadable" in plan.join_records()[0]["Reason"]
 
 
 def test_a_reordered_story_does_not_continue_scenes_that_were_not_chained_to_each_other(folder):

@@ -196,7 +196,7 @@ def chain_proof(run: ledger.Run, previous_id: str, record: dict) -> tuple[bool, 
     width, height = (int(value) for value in str(record.get("Resolution") or "0x0").split("x"))
     try:
         same = fingerprint.starts_on(record, last, width, height)
-    except (OSError, ValueError):
+    except (OSError, ValueError, VideoError):
         return False, f"'{previous_id}''s last frame {expected} is missing or unreadable"
     if same is False:
         return False, (f"'{previous_id}' was rendered again after '{scene_id}' started on its last frame "

@@ -49,7 +49,7 @@ def frame_file_sha256(path: str, width: int, height: int, fit: str = "crop") -> 
 def starts_on(record: Mapping[str, Any], last_frame: str, width: int, height: int) -> bool | None:
     """Whether the scene of ``record`` started on the frame ``last_frame`` holds now: its fingerprint's
     ``StartSha256`` against that PNG fitted to ``width`` x ``height`` as Chain Start fitted it. None when
-    the record kept no start hash. OSError/ValueError when the PNG cannot be read.
+    the record kept no start hash. OSError, ValueError or VideoError when the PNG cannot be read.
 
     The one comparison behind both the join's chain proof and staleness.
     """

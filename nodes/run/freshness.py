@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..video.errors import VideoError
 from . import fingerprint, ledger
 
 FRESH, STALE, MISSING, FAILED = "fresh", "stale", "missing", "failed"
@@ -81,7 +82,7 @@ def _start_reasons(run: ledger.Run, plan: Any, record: dict[str, Any], previous:
         return []  # the predecessor is missing: reported through its state
     try:
         same = fingerprint.starts_on(record, last_frame, plan.width, plan.height)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, VideoError) as exc:
         return [f"the last frame of '{previous.id}' cannot be read ({exc})"]
     if same is False:
         return [f"'{previous.id}' changed since: its last frame is not the frame this scene started on"]
