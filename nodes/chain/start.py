@@ -103,20 +103,24 @@ def fit_pixels(pixels: Any, width: int, height: int, fit: str = "crop") -> np.nd
     return to_float32(values)
 
 
+def _story_image(scene: Any, path: str | None, fit: str, what: str, fix: str) -> np.ndarray | None:
+    """A keyframe file of the story at ``scene``'s size, or None without one; ChainError (naming ``what``
+    and ``fix``) if the file went missing or cannot be read."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ChainError(f"scene '{scene.id}': {what} {path} is missing (it was there when the story was loaded: "
+                         f"moved or deleted since?); put it back, or {fix}")
+    try:
+        return load_keyframe(path, scene.width, scene.height, fit)
+    except ValueError as exc:
+        raise ChainError(f"scene '{scene.id}': {what}: {exc}") from None
+
+
 def keyframe_image(scene: Any, fit: str = "crop") -> np.ndarray | None:
     """The scene's keyframe at its size, or None without one; ChainError if the file went missing."""
-    if not scene.keyframe:
-        return None
-    if not os.path.isfile(scene.keyframe):
-        raise ChainError(
-            f"scene '{scene.id}': keyframe file {scene.keyframe} is missing (it was there when the story was "
-            f"loaded: moved or deleted since?); put it back, or remove scenes[{scene.index - 1}].keyframe from "
-            "story.json and reload the story"
-        )
-    try:
-        return load_keyframe(scene.keyframe, scene.width, scene.height, fit)
-    except ValueError as exc:
-        raise ChainError(f"scene '{scene.id}': {exc}") from None
+    return _story_image(scene, scene.keyframe, fit, "keyframe file",
+                        f"remove scenes[{scene.index - 1}].keyframe from story.json and reload the story")
 
 
 def previous_last_frame(run: ledger.Run, previous_id: str) -> tuple[str | None, str | None]:
@@ -141,18 +145,8 @@ def same_image(a: np.ndarray, b: np.ndarray) -> bool:
 
 def next_keyframe_image(scene: Any, fit: str = "crop") -> np.ndarray | None:
     """The next scene's keyframe fitted to *this* scene's size, or None (last scene, or no keyframe)."""
-    path = getattr(scene, "next_keyframe", None)
-    if not path:
-        return None
-    if not os.path.isfile(path):
-        raise ChainError(
-            f"scene '{scene.id}': the next scene's keyframe {path} is missing (it was there when the story was "
-            "loaded: moved or deleted since?); put it back, or set end_image to another mode"
-        )
-    try:
-        return load_keyframe(path, scene.width, scene.height, fit)
-    except ValueError as exc:
-        raise ChainError(f"scene '{scene.id}': next scene's keyframe: {exc}") from None
+    return _story_image(scene, getattr(scene, "next_keyframe", None), fit, "the next scene's keyframe",
+                        "set end_image to another mode")
 
 
 def end_image(scene: Any, start: np.ndarray, keyframe: np.ndarray | None, mode: str = END_AUTO,
