@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tiny_providers
 import torch
 from safetensors.torch import save_file
 
@@ -338,7 +339,7 @@ def _atomic_target(path: Path) -> Path:
 def build(kind: str, cache: Path, seed: int = 0) -> Path:
     """The cached file for model ``kind`` (built on first use). Kinds: the keys of :data:`DITS` (safetensors),
     ``<dit>.gguf``, the keys of :data:`VAES`, ``lora_diffusers`` / ``lora_kohya`` (over ``wan22_i2v``),
-    ``rife`` (RIFE 4.26 in core ComfyUI's layout) and ``esrgan`` (a 4x RRDB .pth)."""
+    ``rife`` (RIFE 4.26 in core ComfyUI's layout), ``esrgan`` (a 4x RRDB .pth) and tiny_providers.KINDS."""
     cache.mkdir(parents=True, exist_ok=True)
     base, _, extension = kind.partition(".")
     suffix = {"gguf": ".gguf", "": ".pth" if kind == "esrgan" else ".safetensors"}[extension]
@@ -362,6 +363,8 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
         torch.manual_seed(_seed(base, seed))
         state = {k: v + 0.01 * torch.randn_like(v) for k, v in ifnet.build("4.25").state_dict().items()}
         loader.save_checkpoint(state, str(partial), "comfy-core")
+    elif base in tiny_providers.KINDS:  # SVD, LTX-Video: layouts from ComfyUI's classes (needs COMFYUI_PATH)
+        tiny_providers.build(base, partial, _seed(base, seed))
     elif base == "esrgan":
         from upscale_helpers import rrdb_state_dict
 
