@@ -105,7 +105,8 @@ with torch.device("meta"):
     else:
         from comfy.ldm.lightricks.model import LTXVModel
         from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
-        out["model.diffusion_model."] = shapes(LTXVModel(**spec["transformer"], operations=comfy.ops.disable_weight_init))
+        dit = LTXVModel(**spec["transformer"], operations=comfy.ops.disable_weight_init)
+        out["model.diffusion_model."] = shapes(dit)
         out["vae."] = shapes(VideoVAE(config=spec["vae"]))
 print(json.dumps(out))
 """

@@ -31,7 +31,7 @@ from ..paths import file_sha256
 PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
     "Width": "width", "Height": "height", "Frames": "length (frames)", "FPS": "fps", "Loras": "loras",
-    "KeyframeSha256": "keyframe (file content)", "Chain": "chain",
+    "KeyframeSha256": "keyframe (file content)", "Chain": "chain", "Motion": "motion",
 }
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
@@ -70,13 +70,16 @@ def plan_fingerprint(scene: Any) -> dict[str, Any]:
     keyframe = getattr(scene, "keyframe", None)
     loras = [{"Name": str(getattr(lora, "name", "")), "Strength": float(getattr(lora, "strength", 1.0))}
              for lora in getattr(scene, "loras", ())]
-    return {
+    plan = {
         "Prompt": str(scene.prompt), "NegativePrompt": str(scene.negative), "Seed": int(scene.seed),
         "CFG": float(scene.cfg), "Steps": int(scene.steps), "Width": int(scene.width), "Height": int(scene.height),
         "Frames": int(scene.length), "FPS": _fps(scene.fps), "Loras": loras,
         "KeyframeSha256": file_sha256(keyframe) if keyframe and os.path.isfile(keyframe) else None,
         "Chain": bool(getattr(scene, "chain", False)),
     }
+    if getattr(scene, "motion", None) is not None:  # SVD only: WAN plans (and their hashes) stay as they were
+        plan["Motion"] = int(scene.motion)
+    return plan
 
 
 def plan_sha256(plan: Mapping[str, Any]) -> str:

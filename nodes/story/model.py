@@ -36,6 +36,8 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="sampler seed")]
 Duration = Annotated[float, Field(gt=0.0, le=600.0, description="seconds")]
 Frames = Annotated[int, Field(ge=1, le=4001, description="frame count, rounded to 4n+1")]
 Shift = Annotated[float, Field(ge=0.0, le=100.0, description="sampling shift (ModelSamplingSD3)")]
+Motion = Annotated[int, Field(ge=1, le=1023, description=(
+    "SVD only: motion_bucket_id, how much the picture moves (127 default; higher moves more)"))]
 Strength = Annotated[float, Field(ge=-10.0, le=10.0)]
 Text = Annotated[str, Field(max_length=20000)]
 Prompt = Annotated[str, Field(min_length=1, max_length=20000)]
@@ -93,6 +95,7 @@ class Defaults(_Model):
     sampler: str | None = None
     scheduler: str | None = None
     shift: Shift | None = None
+    motion: Motion | None = None
     negative: Text | None = None
     duration: Duration | None = None
     transition: Transition | None = None
@@ -119,6 +122,7 @@ class Scene(_Model):
     split_step: SplitStep | None = None
     width: Width | None = None
     height: Height | None = None
+    motion: Motion | None = None
     keyframe: RelPath | None = None
     loras: Annotated[list[Lora], Field(max_length=16)] = []
     control: Control | None = None

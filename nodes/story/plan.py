@@ -1,7 +1,8 @@
 """Scene planning: from a validated story (+ preset) to the exact values each scene renders with.
 
-Rules (documented in docs/story.md):
-- Frames: WAN takes 4n+1 frames. A duration of d seconds at f fps asks for d*f intervals, i.e.
+Rules (documented in docs/story.md; each provider's in docs/providers.md):
+- Frames: WAN takes 4n+1 frames (LTX-Video 8n+1, SVD any count: the profile's ``frame_step``).
+  A duration of d seconds at f fps asks for d*f intervals, i.e.
   d*f + 1 frames; a frame count is taken as asked. Either is rounded to the nearest 4n+1 (halves
   round up), at least 5. 3.0 s at 16 fps -> 49; at 24 fps -> 73; 50 frames -> 49.
 - Width/height: rounded to the nearest multiple of the model's size multiple (16 for 14B, 32 for
@@ -12,6 +13,10 @@ Rules (documented in docs/story.md):
   the scene's ``split_step``, else the preset's, else the story's default, else half the steps
   (rounded, halves up: 20 -> 10, 15 -> 8). It must lie in 1..steps-1 (an error naming the field
   that set it); with 1 step there is no split and the default is 1 (the low-noise expert gets none).
+- Other providers (the model profile's data): CFG and steps defaults and advice per model; SVD's fps
+  is rounded to a whole number (its fps conditioning is an integer) and it takes a ``motion``
+  (motion_bucket_id, default 127) but no prompt; SVD and LTX-Video start from an image and take no
+  end image, so a chained scene's keyframe or a missing start image is warned about.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from .model import Scene, Story, parse_fps, story_slug
 from .presets import FROM_STORY, NO_PRESET, Preset, load_preset
 from .profiles import DEFAULT_PROFILE, ModelProfile, get_profile
 
-MIN_FRAMES = 5
-CFG_WARN = 6.0
+MIN_FRAMES = 5  # WAN's; other providers: their frame_step + 1
+CFG_WARN = 6.0  # WAN's; each profile carries its own (profiles.py)
 STEPS_ADVISED = (12, 20)
 DEFAULT_NEGATIVE = (
     "blurry, low quality, jpeg artifacts, distorted, deformed, extra limbs, flicker, static frame, "
@@ -94,6 +99,7 @@ class ScenePlan:
     warnings: tuple[str, ...]
     next_scene: str | None = None  # id of the scene after this one in play order (None for the last)
     next_keyframe: str | None = None  # absolute path of the next scene's keyframe, if it has one
+    motion: int | None = None  # SVD motion_bucket_id (1..1023); None for models without one
 
 
 @dataclass(frozen=True)
@@ -146,15 +152,16 @@ class LoadedStory:
 # --------------------------------------------------------------------------- rounding rules
 
 
-def round_frames(frames: float) -> int:
-    """Nearest WAN frame count 4n+1 (halves up), at least MIN_FRAMES. 50 -> 49, 51 -> 53."""
-    n = math.floor((frames - 1) / 4 + 0.5)
-    return max(4 * n + 1, MIN_FRAMES)
+def round_frames(frames: float, step: int = 4) -> int:
+    """Nearest frame count step*n+1 (halves up), at least step+1. WAN (step 4): 50 -> 49, 51 -> 53;
+    LTX-Video (step 8): 50 -> 49, 53 -> 57; SVD (step 1): any count, at least 2."""
+    n = math.floor((frames - 1) / step + 0.5)
+    return max(step * n + 1, step + 1)
 
 
-def frames_for_duration(seconds: float, fps: Fraction | float) -> int:
-    """WAN frame count for ``seconds`` at ``fps``: 3.0 s at 16 fps -> 49, at 24 fps -> 73."""
-    return round_frames(float(seconds) * float(fps) + 1)
+def frames_for_duration(seconds: float, fps: Fraction | float, step: int = 4) -> int:
+    """Frame count for ``seconds`` at ``fps``: WAN 3.0 s at 16 fps -> 49, at 24 fps -> 73."""
+    return round_frames(float(seconds) * float(fps) + 1, step)
 
 
 def round_to_multiple(value: int, multiple: int) -> int:
@@ -187,20 +194,27 @@ def _plan_scene(
     warnings: list[str] = []
 
     fps = parse_fps(_first(scene.fps, d.fps, profile.native_fps))
+    if profile.whole_fps and fps.denominator != 1:
+        whole = max(1, math.floor(fps + Fraction(1, 2)))
+        fps_field = f"{where}.fps" if scene.fps is not None else "defaults.fps"
+        warnings.append(f"{fps_field}: {float(fps):g} fps rounded to {whole} ({profile.label}'s fps conditioning "
+                        "is a whole number)")
+        fps = Fraction(whole)
+    step = profile.frame_step
     if scene.frames is not None:
         asked = f"{scene.frames} frames"
-        length = round_frames(scene.frames)
+        length = round_frames(scene.frames, step)
     else:
         seconds = _first(scene.duration, d.duration)
         if seconds is not None:
             asked = f"{seconds:g} s at {float(fps):g} fps"
-            length = frames_for_duration(seconds, fps)
+            length = frames_for_duration(seconds, fps, step)
         else:
             frames = preset.frames if preset else DEFAULT_DURATION_FRAMES
             asked = f"{frames} frames (preset default)"
-            length = round_frames(frames)
+            length = round_frames(frames, step)
     if scene.frames is not None and length != scene.frames:
-        warnings.append(f"{where}.frames: {asked} rounded to {length} (WAN needs 4n+1 frames)")
+        warnings.append(f"{where}.frames: {asked} rounded to {length} ({profile.family} needs {profile.frame_rule})")
     if length > profile.trained_frames:
         warnings.append(
             f"{where}: {length} frames is longer than {profile.label} was trained for "
@@ -220,18 +234,24 @@ def _plan_scene(
                 f"({profile.label} needs multiples of {profile.size_multiple})"
             )
 
-    cfg = float(_first(scene.cfg, preset.cfg if preset else None, d.cfg, DEFAULT_CFG))
-    if cfg >= CFG_WARN:
+    cfg = float(_first(scene.cfg, preset.cfg if preset else None, d.cfg, profile.default_cfg))
+    if cfg >= profile.cfg_warn:
         warnings.append(
-            f"{where}.cfg = {cfg:g} is {CFG_WARN:g} or more; WAN 2.2 tends to turn frames black there "
-            f"(about {DEFAULT_CFG} is safe)"
+            f"{where}.cfg = {cfg:g} is {profile.cfg_warn:g} or more; {profile.cfg_warn_reason} "
+            f"(about {profile.default_cfg:g} is safe)"
         )
-    steps = int(_first(scene.steps, preset.steps if preset else None, d.steps, DEFAULT_STEPS))
-    if not STEPS_ADVISED[0] <= steps <= STEPS_ADVISED[1]:
+    steps = int(_first(scene.steps, preset.steps if preset else None, d.steps, profile.default_steps))
+    low, high = profile.steps_advised
+    if not low <= steps <= high:
         warnings.append(
-            f"{where}.steps = {steps} is outside {STEPS_ADVISED[0]} to {STEPS_ADVISED[1]}; "
+            f"{where}.steps = {steps} is outside {low} to {high}; "
             "fewer looks unfinished, more rarely helps and costs time"
         )
+    motion = _first(scene.motion, d.motion, profile.default_motion)
+    if motion is not None and profile.default_motion is None:
+        warnings.append(f"{where}.motion: {profile.label} has no motion input; motion is ignored "
+                        "(it is SVD's motion_bucket_id)")
+        motion = None
 
     issues: list[StoryIssue] = []
     split_step, split_field = _first(
@@ -247,6 +267,13 @@ def _plan_scene(
             f"runs steps 0 to split_step, the low-noise one the rest; use 1 to {steps - 1}, or leave split_step "
             f"out for half the steps ({default_split_step(steps)})")))
     keyframe = resolve_in_folder(story_dir, scene.keyframe, f"{where}.keyframe") if scene.keyframe else None
+    chained = scene.chain and index > 1
+    if not profile.end_image and chained and keyframe:
+        warnings.append(f"{where}.keyframe: {profile.label} takes no end image; the scene starts on the previous "
+                        "scene's last frame and its keyframe is not used (set chain to false to start from it)")
+    if profile.provider != "wan" and not chained and not keyframe:
+        warnings.append(f"{where}: {profile.label} makes video from a start image, and this scene has no keyframe "
+                        "(it would start from mid-grey); give it a keyframe or chain it to the previous scene")
     control = None
     if scene.control:
         control = ControlPlan(
@@ -287,9 +314,10 @@ def _plan_scene(
         loras=tuple(LoraPlan(lora.name, lora.strength) for lora in scene.loras),
         control=control,
         transition=planned_transition,
-        chain=scene.chain and index > 1,
+        chain=chained,
         model_profile=profile.id,
         warnings=tuple(warnings),
+        motion=None if motion is None else int(motion),
     )
     return plan, issues
 
@@ -334,6 +362,10 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
               for scene, following in itertools.pairwise(scenes)] + scenes[-1:]
     if issues:
         raise StoryError(loaded.path, issues)
+    story_warnings = list(loaded.warnings)
+    if not profile.text_prompt:
+        story_warnings.append(f"{profile.label} takes no text prompt: the scenes' prompts and negatives are recorded "
+                              "but not used; motion comes from the start image and each scene's motion")
     post = PostPlan(
         interpolation=bool(preset and preset.interpolation.enabled),
         interpolation_method=preset.interpolation.method if preset else "flow",
@@ -355,7 +387,7 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
         model_profile=profile.id,
         scenes=tuple(scenes),
         post=post,
-        warnings=tuple(loaded.warnings),
+        warnings=tuple(story_warnings),
     )
 
 

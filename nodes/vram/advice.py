@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from .estimate import (
     COMFY_RESERVED,
+    MODEL_PARAMETERS,
     QUANT_BITS,
     SUGGESTED_QUANTS,
-    WAN_PARAMETERS,
     StageEstimate,
     Workload,
     gb,
@@ -58,9 +58,9 @@ def preset_fits(quant: str = "BF16", *, efficient_attention: bool = True, dtype_
             log.debug("gemDirect: preset %s unreadable for VRAM advice: %s", name, exc)
             continue
         profile = preset.model_profile
-        if profile not in WAN_PARAMETERS:
+        if profile not in MODEL_PARAMETERS:
             continue
-        weights = int(WAN_PARAMETERS[profile] * bits / 8)
+        weights = int(MODEL_PARAMETERS[profile] * bits / 8)
         estimate = sample_estimate(profile, Workload(preset.width, preset.height, preset.frames), weights=weights,
                                    efficient_attention=efficient_attention, dtype_bytes=dtype_bytes, reserved=reserved)
         fits.append(PresetFit(name, preset.label, preset.width, preset.height, preset.frames, estimate,

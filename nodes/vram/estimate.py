@@ -54,6 +54,25 @@ WAN_VAE_PARAMETERS = {"wan2.1-vae": 126_892_531, "wan2.2-vae": 704_688_668}
 WAN_VAE_DECODE_FACTOR = {"wan2.1-vae": 7000 * 8 * 8, "wan2.2-vae": 8000 * 16 * 16}
 VAE_TILE_PX = 256  # decode_tiled_3d: tile = 256 // spatial compression latent px
 
+# The other providers (docs/providers.md), counted the same way from ComfyUI's classes with the released
+# configs: SVD-XT's UNet (model_channels 320, mult 1-2-4-4, temporal layers) and LTX-Video 2B's DiT (28 blocks
+# of 2048). ComfyUI's memory_usage_factor: SVD keeps the base 2.0, LTXV 5.5 (comfy/supported_models.py).
+# Latents: SVD samples its frames as a batch of SD latents (4 channels, /8); LTX-Video's VAE packs
+# 8 frames x 32 x 32 px into one of 128 channels.
+PROVIDER_PARAMETERS = {"svd-xt": 1_524_623_082, "ltxv-2b": 1_923_385_472}
+PROVIDER_LARGEST_TENSOR = {"svd-xt": 1280 * 2560 * 3 * 3, "ltxv-2b": 12288 * 2048}
+MEMORY_USAGE_FACTOR = {"svd-xt": 2.0, "ltxv-2b": 5.5}
+PROVIDER_LATENTS = {"svd-xt": {"latent_channels": 4, "stride": (1, 8, 8)},
+                    "ltxv-2b": {"latent_channels": 128, "stride": (8, 32, 32)}}
+# Their VAEs (SD VAE + temporal decoder 97.7 M; LTX-Video 0.9 VAE 419 M) and comfy/sd.py memory_used_decode
+# (SD VAE: 2178 x 64 B per latent px per frame; LTX-Video: 900 x 512 B per latent voxel, frames count).
+PROVIDER_VAE_OF_PROFILE = {"svd-xt": "svd-vae", "ltxv-2b": "ltxv-vae"}
+PROVIDER_VAE_PARAMETERS = {"svd-vae": 97_742_775, "ltxv-vae": 419_194_289}
+PROVIDER_VAE_DECODE_FACTOR = {"svd-vae": 2178 * 64, "ltxv-vae": 900 * 8 * 8 * 8}
+# SVD also loads its CLIP vision tower (OpenCLIP ViT-H/14, 632 M parameters) for the start image.
+SVD_CLIP_VISION_PARAMETERS = 632_076_800
+MODEL_PARAMETERS = {**WAN_PARAMETERS, **PROVIDER_PARAMETERS}
+
 # Bits per weight of quant types = block bytes * 8 / block weights (gguf.GGML_QUANT_SIZES), and of
 # plain dtypes. A *_K_M / *_K_S file is mostly its K type; a few tensors stay larger (see docs).
 QUANT_BITS = {
@@ -136,8 +155,8 @@ def quant_bits(label: str) -> float:
 
 
 def nominal_weights(profile: str, quant: str = "BF16") -> int:
-    """Bytes of a WAN profile's diffusion model in ``quant`` (parameters x bits / 8)."""
-    return int(WAN_PARAMETERS[profile] * quant_bits(quant) / 8)
+    """Bytes of a profile's diffusion model (WAN, SVD, LTX-Video) in ``quant`` (parameters x bits / 8)."""
+    return int(MODEL_PARAMETERS[profile] * quant_bits(quant) / 8)
 
 
 def _inference_working(activations: float, reserved: int) -> int:
@@ -147,20 +166,23 @@ def _inference_working(activations: float, reserved: int) -> int:
 
 def wan_latent_shape(profile_or_vae: str, workload: Workload) -> tuple[int, int, int, int]:
     """(channels, frames, height, width) of the WAN latent for ``workload`` (ComfyUI's Wan latents)."""
-    vae = WAN_VAE_OF_PROFILE.get(profile_or_vae, profile_or_vae)
-    layout = WAN_LATENTS[vae]
+    if profile_or_vae in PROVIDER_LATENTS:
+        layout = PROVIDER_LATENTS[profile_or_vae]
+    else:
+        layout = WAN_LATENTS[WAN_VAE_OF_PROFILE.get(profile_or_vae, profile_or_vae)]
     t_stride, h_stride, w_stride = layout["stride"]
     return (layout["latent_channels"], (workload.frames + t_stride - 1) // t_stride,
             workload.height // h_stride, workload.width // w_stride)
 
 
-def sample_activations(dim: int, latent_area: int, *, efficient_attention: bool = True, dtype_bytes: int = 2) -> float:
+def sample_activations(dim: int, latent_area: int, *, efficient_attention: bool = True, dtype_bytes: int = 2,
+                       factor: float | None = None) -> float:
     """ComfyUI's memory_required for a WAN model, in bytes, for ``latent_area`` = batch x T x H x W.
 
     With xformers/flash attention: area x dtype bytes x 0.01 x (dim / 2222) MiB; otherwise
-    area x 0.15 x (dim / 2222) MiB.
+    area x 0.15 x (dim / 2222) MiB. ``factor`` replaces dim / 2222 (the other providers' fixed factors).
     """
-    factor = dim / 2222
+    factor = dim / 2222 if factor is None else factor
     per_area = dtype_bytes * 0.01 if efficient_attention else 0.15
     return latent_area * per_area * factor * MIB
 
@@ -171,17 +193,21 @@ def sample_estimate(profile: str, workload: Workload, *, weights: int | None = N
     """WAN sampling (KSampler). ``weights``: bytes of the diffusion model(s) resident at once (from the
     file headers; default the profile's bf16 size). ``dim``/``largest_tensor_params`` from the file's
     architecture (default the profile's). ``reserved``: ComfyUI's extra reserved VRAM in bytes."""
-    dim = dim or WAN_DIMS[profile]
+    factor = MEMORY_USAGE_FACTOR.get(profile)
+    dim = dim or WAN_DIMS.get(profile, 2222)
     weights = nominal_weights(profile) if weights is None else int(weights)
-    largest = (largest_tensor_params or WAN_LARGEST_TENSOR[profile]) * dtype_bytes  # dequantised to compute dtype
+    largest_params = largest_tensor_params or WAN_LARGEST_TENSOR.get(profile) or PROVIDER_LARGEST_TENSOR[profile]
+    largest = largest_params * dtype_bytes  # dequantised to compute dtype
     _channels, frames, height, width = wan_latent_shape(profile, workload)
     area = frames * height * width
     batched = workload.batch * (2 if workload.cfg else 1)
-    full_act = sample_activations(dim, area * batched, efficient_attention=efficient_attention, dtype_bytes=dtype_bytes)
+    full_act = sample_activations(dim, area * batched, efficient_attention=efficient_attention, dtype_bytes=dtype_bytes,
+                                  factor=factor)
     lean_act = sample_activations(dim, area * workload.batch, efficient_attention=efficient_attention,
-                                  dtype_bytes=dtype_bytes)
+                                  dtype_bytes=dtype_bytes, factor=factor)
     attention = f"{dtype_bytes} B x 0.01" if efficient_attention else "0.15"
-    basis = (f"latent {frames}x{height}x{width} x batch {batched} x {attention} x dim {dim}/2222 MiB = "
+    factor_text = f"dim {dim}/2222" if factor is None else f"{profile} factor {factor:g}"
+    basis = (f"latent {frames}x{height}x{width} x batch {batched} x {attention} x {factor_text} MiB = "
              f"{gb(full_act)} activations (one batch: {gb(lean_act)}) + ComfyUI reserve + weights {gb(weights)}")
     return StageEstimate("sample", weights, _inference_working(full_act, reserved),
                          max(LOWVRAM_MIN_WEIGHTS, largest), _inference_working(lean_act, reserved), basis,
@@ -191,8 +217,10 @@ def sample_estimate(profile: str, workload: Workload, *, weights: int | None = N
 
 def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = None, dtype_bytes: int = 2,
                         reserved: int = COMFY_RESERVED) -> StageEstimate:
-    """WAN VAE decode (VAEDecode). ``vae``: ``wan2.1-vae``/``wan2.2-vae`` or a WAN profile id."""
-    vae = WAN_VAE_OF_PROFILE.get(vae, vae)
+    """VAE decode (VAEDecode). ``vae``: ``wan2.1-vae``/``wan2.2-vae``/``svd-vae``/``ltxv-vae`` or a profile id."""
+    vae = WAN_VAE_OF_PROFILE.get(vae, PROVIDER_VAE_OF_PROFILE.get(vae, vae))
+    if vae in PROVIDER_VAE_DECODE_FACTOR:
+        return _provider_decode_estimate(vae, workload, weights, dtype_bytes, reserved)
     if vae not in WAN_VAE_DECODE_FACTOR:
         raise ValueError(f"unknown VAE '{vae}'; known: {', '.join(WAN_VAE_DECODE_FACTOR)}")
     weights = WAN_VAE_PARAMETERS[vae] * 2 if weights is None else int(weights)
@@ -202,6 +230,26 @@ def vae_decode_estimate(vae: str, workload: Workload, *, weights: int | None = N
     whole = WAN_VAE_DECODE_FACTOR[vae] * height * width * dtype_bytes * workload.batch
     tiled = WAN_VAE_DECODE_FACTOR[vae] * min(tile, height) * min(tile, width) * dtype_bytes
     basis = (f"{WAN_VAE_DECODE_FACTOR[vae]} B x latent {height}x{width} x {dtype_bytes} B = {gb(whole)} "
+             f"(a {VAE_TILE_PX} px tile: {gb(tiled)}) + ComfyUI reserve + VAE {gb(weights)}")
+    return StageEstimate("vae-decode", weights, _inference_working(whole, reserved), weights,
+                         _inference_working(tiled, reserved), basis,
+                         "ComfyUI decodes in tiles after a first out-of-memory (slower)")
+
+
+def _provider_decode_estimate(vae: str, workload: Workload, weights: int | None, dtype_bytes: int,
+                              reserved: int) -> StageEstimate:
+    """SVD's VAE decodes frame by frame (a batch of SD latents); LTX-Video's whole latent video at once
+    (its formula counts latent frames), both falling back to tiles like the WAN VAEs."""
+    profile = next(p for p, v in PROVIDER_VAE_OF_PROFILE.items() if v == vae)
+    weights = PROVIDER_VAE_PARAMETERS[vae] * 2 if weights is None else int(weights)
+    _channels, frames, height, width = wan_latent_shape(profile, workload)
+    per_frames = 1 if vae == "svd-vae" else frames
+    compression = PROVIDER_LATENTS[profile]["stride"][1]
+    tile = VAE_TILE_PX // compression
+    factor = PROVIDER_VAE_DECODE_FACTOR[vae]
+    whole = factor * per_frames * height * width * dtype_bytes * workload.batch
+    tiled = factor * per_frames * min(tile, height) * min(tile, width) * dtype_bytes
+    basis = (f"{factor} B x latent {per_frames}x{height}x{width} x {dtype_bytes} B = {gb(whole)} "
              f"(a {VAE_TILE_PX} px tile: {gb(tiled)}) + ComfyUI reserve + VAE {gb(weights)}")
     return StageEstimate("vae-decode", weights, _inference_working(whole, reserved), weights,
                          _inference_working(tiled, reserved), basis,
