@@ -34,6 +34,7 @@ from workflow_run import (
     models_wanted,
     of_type,
     prompts_for,
+    provider_kind,
     queue_and_wait,
     run_folders,
     swap_text_encoder,
@@ -45,9 +46,10 @@ pytestmark = pytest.mark.integration
 SCENES = 3  # the suite stays near 15 min with 3; 2 would still show chaining
 SCENE_FRAMES = 9
 STEPS = 2
-SIZE = {"wan22_ti2v_5b": (128, 96)}  # the 5B's VAE stride x patch is 32; the WAN 2.2 VAE is the RAM hog
+SIZE = {"wan22_ti2v_5b": (128, 96),  # the 5B's VAE stride x patch is 32; the WAN 2.2 VAE is the RAM hog
+        "svd_xt": (128, 64), "ltxv": (128, 96)}  # SVD: multiples of 64; LTX-Video: of 32
 DEFAULT_SIZE = (128, 80)
-PRESET = {"wan22_ti2v_5b": "fast"}  # the preset whose model profile fits the family
+PRESET = {"wan22_ti2v_5b": "fast", "svd_xt": "svd", "ltxv": "ltxv"}  # the preset whose model profile fits
 DEFAULT_PRESET = "standard"
 SCENE_TIMEOUT = 600.0  # one scene prompt on a shared 2-core CPU (the full-size VAE dominates)
 GGUF_PACK = "ComfyUI-GGUF"
@@ -148,7 +150,8 @@ def suite(tmp_path_factory, model_cache):
         prompt = to_api_prompt(workflow, schemas)
         for folder, name, kind in models_wanted(prompt):
             installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
-        write_story(base / "input" / "gemdirect" / story_id(path), story_id(path), (wan_family(prompt) or [None])[0])
+        write_story(base / "input" / "gemdirect" / story_id(path), story_id(path),
+                    (wan_family(prompt) or [provider_kind(prompt)])[0])
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}

@@ -52,6 +52,7 @@ MAX_THUMBNAIL_BYTES = 100_000  # the template browser loads every thumbnail at o
 # workflow expects (not in any test's model folder), so it is only checked to look like a model file.
 MODEL_FILE_COMBOS: dict[str, tuple[str, ...]] = {
     "CheckpointLoaderSimple": ("ckpt_name",),
+    "ImageOnlyCheckpointLoader": ("ckpt_name",),
     "UNETLoader": ("unet_name",),
     "UnetLoaderGGUF": ("unet_name",),
     "CLIPLoader": ("clip_name",),

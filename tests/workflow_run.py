@@ -24,6 +24,7 @@ from typing import Any
 TEST_CONDITIONING = "GemDirectTestConditioning"
 TEXT_ENCODE = "CLIPTextEncode"
 TEXT_LOADERS = ("CLIPLoader", "CLIPLoaderGGUF")
+MASKED_TEXT_ENCODERS = ("ltxv",)  # CLIPLoader types whose conditioning carries the token mask
 STORY_LOADER = "GemDirectStoryLoader"
 SCENE_SELECT = "GemDirectSceneSelect"
 SCENE_SAVE = "GemDirectSceneSave"
@@ -36,7 +37,11 @@ MODEL_LOADERS: dict[str, tuple[str, str]] = {
     "VAELoader": ("vae_name", "vae"),
     "LoraLoaderModelOnly": ("lora_name", "loras"),
     "UpscaleModelLoader": ("model_name", "upscale_models"),
+    "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
+    "ImageOnlyCheckpointLoader": ("ckpt_name", "checkpoints"),
 }
+# The other providers' latent node decides the checkpoint's tiny kind (tests/tiny_providers.py).
+PROVIDER_CHECKPOINTS: dict[str, str] = {"SVD_img2vid_Conditioning": "svd_xt", "LTXVImgToVideo": "ltxv"}
 # The node that makes the sampler's latent decides the WAN family: (DiT kind, VAE kind) in tiny_models.
 WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "WanFirstLastFrameToVideo": ("wan22_i2v", "wan21_vae"),
@@ -76,6 +81,14 @@ def wan_family(prompt: Mapping[str, dict]) -> tuple[str, str] | None:
     return found.pop() if found else None
 
 
+def provider_kind(prompt: Mapping[str, dict]) -> str | None:
+    """The tiny checkpoint kind of an SVD / LTX-Video workflow (from its latent node), None for others."""
+    found = {PROVIDER_CHECKPOINTS[n["class_type"]] for n in prompt.values() if n["class_type"] in PROVIDER_CHECKPOINTS}
+    if len(found) > 1:
+        raise ValueError(f"the workflow mixes providers {sorted(found)}")
+    return found.pop() if found else None
+
+
 def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
     """(models/ folder, file name as shipped, tiny_models kind) for every model loader in ``prompt``."""
     family = wan_family(prompt)
@@ -94,6 +107,10 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             kind = family[1] if family else "wan21_vae"
         elif node["class_type"] == "LoraLoaderModelOnly":
             kind = "lora_diffusers"
+        elif folder == "checkpoints":
+            kind = provider_kind(prompt)
+            if kind is None:
+                raise ValueError(f"{node['class_type']} '{name}' feeds no known provider latent node")
         else:
             kind = "esrgan"
         wanted.append((folder, name, kind))
@@ -106,7 +123,11 @@ def swap_text_encoder(prompt: Mapping[str, dict]) -> dict[str, dict]:
     loaders = set(of_type(swapped, *TEXT_LOADERS))
     for key in of_type(swapped, TEXT_ENCODE):
         inputs = swapped[key]["inputs"]
-        swapped[key] = {"class_type": TEST_CONDITIONING, "inputs": {"text": inputs["text"], "tokens": 16},
+        clip = inputs.get("clip")
+        loader = swapped.get(clip[0], {}) if isinstance(clip, list) else {}
+        masked = loader.get("inputs", {}).get("type") in MASKED_TEXT_ENCODERS
+        swapped[key] = {"class_type": TEST_CONDITIONING,
+                        "inputs": {"text": inputs["text"], "tokens": 16} | ({"attention_mask": True} if masked else {}),
                         "_meta": {"title": f"{swapped[key].get('_meta', {}).get('title', TEXT_ENCODE)} (test)"}}
     for key, node in swapped.items():
         for name, value in node["inputs"].items():

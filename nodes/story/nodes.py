@@ -278,3 +278,43 @@ class GemDirectAnimatic:
 
 NODE_CLASS_MAPPINGS["GemDirectAnimatic"] = GemDirectAnimatic
 NODE_DISPLAY_NAME_MAPPINGS["GemDirectAnimatic"] = "Animatic (gemDirect)"
+
+
+class GemDirectProviderSettings:
+    """A scene's values for the SVD and LTX-Video core nodes (engine: provider.py), after checking the scene was
+    planned for that provider."""
+
+    CATEGORY = "gemDirect/story"
+    FUNCTION = "settings"
+    RETURN_TYPES = ("INT", "INT", "FLOAT")
+    RETURN_NAMES = ("fps", "motion_bucket_id", "frame_rate")
+    OUTPUT_TOOLTIPS = (
+        "The scene's frame rate as a whole number (SVD_img2vid_Conditioning's fps; planning already rounded it).",
+        "SVD's motion (the scene's or story's motion, 127 by default; higher moves more). 0 for other providers.",
+        "The scene's exact frame rate (LTXVConditioning's frame_rate).",
+    )
+    DESCRIPTION = ("Stops the prompt with the fix when the story was planned for another model (its frame counts and "
+                   "sizes follow that model's rules), else gives the provider's own inputs.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "scene": ("SCENE", {"tooltip": "From Scene Select."}),
+                "provider": (["svd", "ltxv", "wan"], {
+                    "default": "svd",
+                    "tooltip": "The model this workflow renders with: svd (Stable Video Diffusion), ltxv "
+                    "(LTX-Video) or wan. The story's model profile must be one of its profiles.",
+                }),
+            }
+        }
+
+    def settings(self, scene: ScenePlan, provider: str):
+        from .provider import provider_values
+
+        values = provider_values(scene, provider)
+        return (values.fps, values.motion_bucket_id, values.frame_rate)
+
+
+NODE_CLASS_MAPPINGS["GemDirectProviderSettings"] = GemDirectProviderSettings
+NODE_DISPLAY_NAME_MAPPINGS["GemDirectProviderSettings"] = "Provider Settings (gemDirect)"

@@ -5,6 +5,9 @@ integration suite swaps CLIPLoader + CLIPTextEncode for this node: CONDITIONING
 ``[[tensor[1, tokens, 4096] * 0.1, {}]]`` seeded from the text, so the same text always gives the
 same tensor and positive and negative prompts differ. The suite links this folder into the temporary
 ComfyUI's custom_nodes/.
+
+LTX-Video's T5 (CLIPLoader type ``ltxv``) also hands the model the token mask (``attention_mask``
+[1, tokens], 1 for each real token), which LTXVModel.forward requires: ``attention_mask`` on adds it.
 """
 
 import hashlib
@@ -25,14 +28,18 @@ class GemDirectTestConditioning:
             "required": {
                 "text": ("STRING", {"multiline": True, "tooltip": "The prompt; it seeds the tensor."}),
                 "tokens": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Sequence length."}),
-            }
+            },
+            "optional": {
+                "attention_mask": ("BOOLEAN", {"default": False, "tooltip": "Add the token mask (LTX-Video)."}),
+            },
         }
 
-    def encode(self, text, tokens=16):
+    def encode(self, text, tokens=16, attention_mask=False):
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") & (2**63 - 1)
         generator = torch.Generator().manual_seed(seed)
         cond = torch.randn((1, int(tokens), TEXT_DIM), generator=generator) * 0.1
-        return ([[cond, {}]],)
+        extra = {"attention_mask": torch.ones((1, int(tokens)), dtype=torch.long)} if attention_mask else {}
+        return ([[cond, extra]],)
 
 
 NODE_CLASS_MAPPINGS = {"GemDirectTestConditioning": GemDirectTestConditioning}
