@@ -206,13 +206,13 @@ def test_provider_settings_gives_svd_its_inputs(tmp_path):
     node = load_pack().NODE_CLASS_MAPPINGS["GemDirectProviderSettings"]()
     story = _story("svd-xt", motion=60)
     a = _plan(tmp_path, story).scenes[0]
-    assert node.settings(a, "svd") == (6, 60, 6.0)
+    assert node.settings(a, "svd") == (6, 60, 6.0, "")
 
 
 def test_provider_settings_gives_ltxv_the_exact_frame_rate(tmp_path):
     node = load_pack().NODE_CLASS_MAPPINGS["GemDirectProviderSettings"]()
     a = _plan(tmp_path, _story("ltxv-2b", fps="24000/1001")).scenes[0]
-    assert node.settings(a, "ltxv") == (24, 0, pytest.approx(24000 / 1001))
+    assert node.settings(a, "ltxv") == (24, 0, pytest.approx(24000 / 1001), "")
 
 
 def test_provider_settings_refuses_a_story_planned_for_another_model(tmp_path):

@@ -24,13 +24,17 @@ from workflow_check import (
 )
 
 WORKFLOWS = workflow_files()
+# Third-party node definitions read from their packs' repositories (facts: names, inputs, outputs).
+THIRD_PARTY_SCHEMAS = DATA / "object_info_fastvideo.json"
 PREVIEW = next(p for p in WORKFLOWS if p.stem == "story_scene_preview")
 
 
 def all_schemas():
-    """Core schemas from the data file plus the pack's own (INPUT_TYPES installs the demo story)."""
+    """Core schemas from the data file, third-party packs' from theirs, plus the pack's own (INPUT_TYPES
+    installs the demo story)."""
     pack = load_pack()
-    return {**load_schemas(), **pack_schemas(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)}
+    return {**load_schemas(), **load_schemas(THIRD_PARTY_SCHEMAS),
+            **pack_schemas(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_example_workflow_matches_the_node_definitions(path, schemas):
 
 def test_core_schema_file_holds_exactly_the_core_nodes_the_workflows_use():
     pack_types = set(load_pack().NODE_CLASS_MAPPINGS)
-    used = node_types(WORKFLOWS) - pack_types - set(NOTE_TYPES) - {REROUTE}
+    used = node_types(WORKFLOWS) - pack_types - set(NOTE_TYPES) - {REROUTE} - set(load_schemas(THIRD_PARTY_SCHEMAS))
     assert set(load_schemas(DATA / "object_info_core.json")) == used
 
 

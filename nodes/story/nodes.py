@@ -286,12 +286,14 @@ class GemDirectProviderSettings:
 
     CATEGORY = "gemDirect/story"
     FUNCTION = "settings"
-    RETURN_TYPES = ("INT", "INT", "FLOAT")
-    RETURN_NAMES = ("fps", "motion_bucket_id", "frame_rate")
+    RETURN_TYPES = ("INT", "INT", "FLOAT", "STRING")
+    RETURN_NAMES = ("fps", "motion_bucket_id", "frame_rate", "start_image_path")
     OUTPUT_TOOLTIPS = (
         "The scene's frame rate as a whole number (SVD_img2vid_Conditioning's fps; planning already rounded it).",
         "SVD's motion (the scene's or story's motion, 127 by default; higher moves more). 0 for other providers.",
         "The scene's exact frame rate (LTXVConditioning's frame_rate).",
+        "The start_image written as a PNG in ComfyUI's temp folder, for nodes that take a path (FastVideo's "
+        "InferenceArgs image_path); empty without a start_image.",
     )
     DESCRIPTION = ("Stops the prompt with the fix when the story was planned for another model (its frame counts and "
                    "sizes follow that model's rules), else gives the provider's own inputs.")
@@ -301,20 +303,61 @@ class GemDirectProviderSettings:
         return {
             "required": {
                 "scene": ("SCENE", {"tooltip": "From Scene Select."}),
-                "provider": (["svd", "ltxv", "wan"], {
+                "provider": (["svd", "ltxv", "fastvideo", "wan"], {
                     "default": "svd",
                     "tooltip": "The model this workflow renders with: svd (Stable Video Diffusion), ltxv "
-                    "(LTX-Video) or wan. The story's model profile must be one of its profiles.",
+                    "(LTX-Video), fastvideo (FastVideo's nodes) or wan. The story's model profile must be one of "
+                    "its profiles.",
                 }),
-            }
+            },
+            "optional": {
+                "start_image": ("IMAGE", {
+                    "tooltip": "Chain Start's start image, for providers that take a file path "
+                    "(start_image_path).",
+                }),
+            },
         }
 
-    def settings(self, scene: ScenePlan, provider: str):
-        from .provider import provider_values
+    def settings(self, scene: ScenePlan, provider: str, start_image=None):
+        from .provider import provider_values, start_image_file
 
         values = provider_values(scene, provider)
-        return (values.fps, values.motion_bucket_id, values.frame_rate)
+        path = "" if start_image is None else start_image_file(start_image, scene, comfy.temp_directory())
+        return (values.fps, values.motion_bucket_id, values.frame_rate, path)
 
 
 NODE_CLASS_MAPPINGS["GemDirectProviderSettings"] = GemDirectProviderSettings
 NODE_DISPLAY_NAME_MAPPINGS["GemDirectProviderSettings"] = "Provider Settings (gemDirect)"
+
+
+class GemDirectVideoFrames:
+    """A video file's frames as IMAGE (engine: provider.py), for nodes that return a path (FastVideo)."""
+
+    CATEGORY = "gemDirect/story"
+    FUNCTION = "frames"
+    RETURN_TYPES = ("IMAGE", "INT")
+    RETURN_NAMES = ("frames", "frame_count")
+    OUTPUT_TOOLTIPS = ("Every frame of the video, [T,H,W,3] 0..1 (to Scene Save).", "How many frames it has.")
+    DESCRIPTION = ("Reads the video a path names (only inside ComfyUI's input, output, temp or user folders) into "
+                   "frames, so a provider that writes files goes through Scene Save like any other.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "video_path": ("STRING", {
+                    "default": "", "forceInput": True,
+                    "tooltip": "The path of the video (FastVideo's Video Generator video_path output).",
+                }),
+            }
+        }
+
+    def frames(self, video_path: str):
+        from .provider import video_file_frames
+
+        frames = video_file_frames(video_path, comfy.allowed_roots())
+        return (frames.to(comfy.intermediate_device()), int(frames.shape[0]))
+
+
+NODE_CLASS_MAPPINGS["GemDirectVideoFrames"] = GemDirectVideoFrames
+NODE_DISPLAY_NAME_MAPPINGS["GemDirectVideoFrames"] = "Video Frames (gemDirect)"

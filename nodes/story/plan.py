@@ -366,6 +366,9 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
     if not profile.text_prompt:
         story_warnings.append(f"{profile.label} takes no text prompt: the scenes' prompts and negatives are recorded "
                               "but not used; motion comes from the start image and each scene's motion")
+    elif not profile.negative_prompt:
+        story_warnings.append(f"{profile.label} takes no negative prompt: the scenes' negatives are recorded but "
+                              "not used")
     post = PostPlan(
         interpolation=bool(preset and preset.interpolation.enabled),
         interpolation_method=preset.interpolation.method if preset else "flow",

@@ -21,7 +21,7 @@ class ModelProfile:
     trained_frames: int  # longer clips loop or degrade: planning warns above this
     default_width: int
     default_height: int
-    provider: str = "wan"  # wan | svd | ltxv: which workflow family renders it
+    provider: str = "wan"  # wan | svd | ltxv | fastvideo: which workflow family renders it
     frame_step: int = 4  # frame counts are frame_step * n + 1 (WAN 4n+1, LTX-Video 8n+1, SVD any count)
     default_cfg: float = 5.2
     default_steps: int = 16
@@ -29,13 +29,14 @@ class ModelProfile:
     cfg_warn_reason: str = "WAN 2.2 tends to turn frames black there"
     steps_advised: tuple[int, int] = (12, 20)
     text_prompt: bool = True  # False: the model takes no prompt (SVD: motion comes from motion_bucket_id)
+    negative_prompt: bool = True  # False: the nodes take no negative prompt (FastVideo's)
     end_image: bool = True  # the model can end on a given frame (FLF2V)
     whole_fps: bool = False  # the model's fps conditioning is a whole number (SVD)
     default_motion: int | None = None  # SVD motion_bucket_id (1..1023); None: the model has no such input
 
     @property
     def family(self) -> str:
-        return {"wan": "WAN", "svd": "SVD", "ltxv": "LTX-Video"}[self.provider]
+        return {"wan": "WAN", "svd": "SVD", "ltxv": "LTX-Video", "fastvideo": "WAN"}[self.provider]
 
     @property
     def frame_rule(self) -> str:
@@ -63,6 +64,13 @@ PROFILES: dict[str, ModelProfile] = {
                      default_cfg=3.0, default_steps=30, cfg_warn=5.0,
                      cfg_warn_reason="LTX-Video burns in and loses motion there (about 3 is its range)",
                      steps_advised=(20, 40), end_image=False),
+        # WAN 2.1 I2V 14B 480P run by FastVideo (hao-ai-lab's ComfyUI-FastVideo nodes, its own multi-GPU
+        # runtime): WAN's rules; FastVideo's preset for it: 832x480, 81 frames, 16 fps, CFG 5, 40 steps.
+        # Its InferenceArgs take one start image and no negative prompt.
+        ModelProfile("fastvideo-wan21-i2v-480p", "WAN 2.1 I2V 14B 480P (FastVideo)", 16, Fraction(16), 81, 832,
+                     480, provider="fastvideo", default_cfg=5.0, default_steps=40,
+                     cfg_warn_reason="WAN tends to burn in and turn frames dark there", steps_advised=(20, 50),
+                     end_image=False, negative_prompt=False),
     )
 }
 
