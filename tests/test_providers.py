@@ -192,9 +192,14 @@ def test_vram_estimates_cover_both_providers():
     assert long.full > short.full
 
 
+def test_fastvideo_has_no_vram_estimate_and_says_why():
+    with pytest.raises(ValueError, match="FastVideo runs in its own runtime"):
+        estimate.sample_estimate("fastvideo-wan21-i2v-480p", estimate.Workload(832, 480, 81))
+
+
 def test_vram_advice_lists_the_provider_presets():
     fits = {fit.name: fit for fit in advice.preset_fits()}
-    assert {"svd", "ltxv"} <= set(fits)
+    assert {"svd", "ltxv"} <= set(fits) and "fastvideo" not in fits  # no estimate outside ComfyUI
     assert fits["ltxv"].estimate.minimum < fits["standard"].estimate.minimum
     assert fits["svd"].estimate.minimum <= fits["svd"].min_gb * estimate.GIB  # fits its card in lean mode
 
@@ -225,3 +230,78 @@ def test_provider_settings_refuses_a_story_planned_for_another_model(tmp_path):
     assert "defaults.model_profile to 'svd-xt'" in message and "preset 'svd'" in message
     with pytest.raises(ValueError, match="provider 'sdxl' is not one of"):
         provider.provider_values(wan, "sdxl")
+
+
+# --------------------------------------------------------------------------- FastVideo: files in, files out
+
+
+def test_fastvideo_plans_with_wan_rules_and_says_it_drops_the_negative(tmp_path):
+    result = _plan(tmp_path, base_story(), "fastvideo")
+    a = result.scenes[0]
+    assert result.model_profile == "fastvideo-wan21-i2v-480p"
+    assert (a.width, a.height, a.steps, a.cfg) == (832, 480, 40, 5.0) and (a.length - 1) % 4 == 0
+    assert any("takes no negative prompt" in w for w in result.warnings)
+
+
+def test_provider_settings_writes_the_start_image_for_fastvideo(tmp_path, comfy_home):
+    import numpy as np
+    import torch
+
+    node = load_pack().NODE_CLASS_MAPPINGS["GemDirectProviderSettings"]()
+    a = _plan(tmp_path, base_story(), "fastvideo").scenes[0]
+    image = torch.from_numpy(np.random.default_rng(3).random((1, 48, 64, 3), dtype=np.float32))
+    fps, motion, rate, path = node.settings(a, "fastvideo", start_image=image)
+    assert (fps, motion, rate) == (16, 0, 16.0)
+    assert path == str(comfy_home / "temp" / "gemdirect-provider" / "test-story--a--start.png")
+    images = pack_module("nodes.video.images")
+    back = images.load_png(path, dtype="uint8", as_torch=False)
+    assert back.shape == (48, 64, 3)
+    assert np.array_equal(back, np.round(image[0].numpy() * 255).astype(np.uint8))
+
+
+def _video(folder, frames=7):
+    import numpy as np
+
+    encode = pack_module("nodes.video.encode")
+    pixels = np.random.default_rng(5).integers(0, 255, (frames, 32, 48, 3), dtype=np.uint8)
+    path = folder / "clip.mp4"
+    encode.encode_video(path, pixels, 16)
+    return path
+
+
+def test_video_frames_reads_a_video_written_in_comfyuis_output(comfy_home):
+    node = load_pack().NODE_CLASS_MAPPINGS["GemDirectVideoFrames"]()
+    folder = comfy_home / "output" / "gemdirect-fastvideo"
+    folder.mkdir()
+    frames, count = node.frames(str(_video(folder)))
+    assert count == 7 and tuple(frames.shape) == (7, 32, 48, 3)
+    assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
+
+
+def test_video_frames_refuses_paths_outside_comfyuis_folders(comfy_home, tmp_path_factory):
+    node = load_pack().NODE_CLASS_MAPPINGS["GemDirectVideoFrames"]()
+    outside = _video(tmp_path_factory.mktemp("elsewhere"))
+    with pytest.raises(ValueError, match="is outside ComfyUI's folders") as caught:
+        node.frames(str(outside))
+    assert "output_path" in str(caught.value)
+    traversal = str(comfy_home / "output" / ".." / ".." / outside.parent.name / "clip.mp4")
+    with pytest.raises(ValueError, match="outside ComfyUI's folders"):
+        node.frames(traversal)
+    with pytest.raises(ValueError, match="video_path is empty"):
+        node.frames("  ")
+    with pytest.raises(ValueError, match="does not exist"):
+        node.frames(str(comfy_home / "output" / "missing.mp4"))
+
+
+def test_the_fastvideo_workflow_feeds_the_scene_into_fastvideos_inputs():
+    workflow = json.loads((REPO_ROOT / "example_workflows" / "story_fastvideo_wan_i2v.json").read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    feeds = {(nodes[link[3]]["type"], nodes[link[3]]["inputs"][link[4]]["name"]): (nodes[link[1]]["type"], link[2])
+             for link in workflow["links"]}
+    assert feeds[("InferenceArgs", "image_path")] == ("GemDirectProviderSettings", 3)
+    assert feeds[("InferenceArgs", "num_frames")] == ("GemDirectSceneSelect", 8)
+    assert feeds[("VideoGenerator", "prompt")] == ("GemDirectSceneSelect", 1)
+    assert feeds[("GemDirectVideoFrames", "video_path")] == ("VideoGenerator", 0)
+    assert feeds[("GemDirectSceneSave", "frames")] == ("GemDirectVideoFrames", 0)
+    generator = next(n for n in workflow["nodes"] if n["type"] == "VideoGenerator")
+    assert generator["widgets_values"][1] == "output/gemdirect-fastvideo/"  # inside ComfyUI's output folder

@@ -156,6 +156,9 @@ def quant_bits(label: str) -> float:
 
 def nominal_weights(profile: str, quant: str = "BF16") -> int:
     """Bytes of a profile's diffusion model (WAN, SVD, LTX-Video) in ``quant`` (parameters x bits / 8)."""
+    if profile not in MODEL_PARAMETERS:
+        raise ValueError(f"no VRAM estimate for model profile '{profile}' (known: {', '.join(MODEL_PARAMETERS)}); "
+                         "FastVideo runs in its own runtime, outside ComfyUI's memory management")
     return int(MODEL_PARAMETERS[profile] * quant_bits(quant) / 8)
 
 
