@@ -152,7 +152,7 @@ class GemDirectSceneSelect:
         "Sampling steps.",
         "Frame width, already a multiple of the model's size step.",
         "Frame height, already a multiple of the model's size step.",
-        "Frame count, 4n+1 as WAN needs.",
+        "Frame count by the model's rule: 4n+1 for WAN, 8n+1 for LTX-Video, any count for SVD.",
         "Frames per second of this scene.",
         "The scene's keyframe fitted to width x height (cover and centre crop), or mid-grey if it has none.",
         "Two-expert WAN 2.2 14B: the step where the high-noise sampler stops (its end_at_step) and the "
