@@ -71,7 +71,17 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
 
     The lock file (and the folder) is created if missing.
     """
-    path = lock_path(run_dir)
+    with file_lock(lock_path(run_dir)):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing) for the ``with`` block,
+    re-entrant in this process and thread, as :func:`run_lock` is; for other read-modify-writes (a story.json:
+    :func:`nodes.story.load.update_story`). Lock a file that is never replaced, not the file being rewritten.
+    """
+    path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     entry = _held(path)
     with entry.thread_lock:
