@@ -141,7 +141,8 @@ def _decode(data: bytes, zip_name: str, entry: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, ControlZipError):
             raise
-        raise _refuse(zip_name, entry, f"does not decode as an image ({exc})", "re-export it as PNG") from None
+        why = "not an image format Pillow knows" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise _refuse(zip_name, entry, f"does not decode as an image ({why})", "re-export it as PNG") from None
     return np.asarray(image, dtype=np.uint8)
 
 
