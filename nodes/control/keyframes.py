@@ -31,7 +31,7 @@ class SavedKeyframe:
 
 def keyframe_relative(scene_id: str, folder: str = DEFAULT_FOLDER) -> str:
     """``<folder>/<scene id>.png``; ValueError for a folder that is not a plain relative path."""
-    text = folder.replace("\\", "/").strip().strip("/")
+    text = folder.replace("\\", "/").strip().rstrip("/")
     if not _FOLDER.match(text) or any(part in (".", "..") for part in text.split("/")):
         raise ValueError(f"folder = '{folder}' is not a plain folder name inside the story's folder; "
                          f"use something like '{DEFAULT_FOLDER}' or 'keyframes/generated'")

@@ -411,18 +411,14 @@ def save_story(path: str | os.PathLike[str], raw: dict[str, Any]) -> LoadedFile:
     return loaded
 
 
-def story_lock_path(path: str | os.PathLike[str]) -> str:
-    """The lock file of story ``path``: ``.<name>.lock`` beside it (story.json itself is replaced on
-    every write, so it cannot carry the lock)."""
-    path = os.path.abspath(os.fspath(path))
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
-
-
 @contextlib.contextmanager
 def story_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold story ``path``'s exclusive lock (re-entrant): every read-modify-write of a story.json holds it
-    (the panel's saves, Save Keyframe), so two writers never lose each other's change."""
-    with file_lock(story_lock_path(path)):
+    (the panel's saves, Save Keyframe), so two writers never lose each other's change.
+
+    The lock is a ``flock`` on the story's folder: story.json itself is replaced on every write, so it
+    cannot carry the lock, and locking the folder leaves no lock file behind."""
+    with file_lock(os.path.dirname(os.path.abspath(os.fspath(path)))):
         yield
 
 
