@@ -256,3 +256,25 @@ def test_the_story_refuses_a_control_sequence_outside_its_folder(tmp_path):
     with pytest.raises(ValueError, match=r"scenes\[0\].control.sequence"):
         plan_module.load_and_plan(str(folder / "story.json"), "none")
     assert os.listdir(folder) == ["story.json"]
+
+
+def test_a_changed_control_zip_reloads_the_story_and_makes_the_scene_stale(tmp_path):
+    fingerprint = pack_module("nodes.run.fingerprint")
+    story_nodes = pack_module("nodes.story.nodes")
+    folder = tmp_path / "story"
+    (folder / "control").mkdir(parents=True)
+    frames_zip(folder / "control" / "a.zip", 4)
+    story = {"schema": "gemdirect.story/1", "title": "Control", "scenes": [
+        {"id": "a", "prompt": "x", "frames": 9, "control": {"kind": "pose", "sequence": "control/a.zip"}}]}
+    path = folder / "story.json"
+    path.write_text(json.dumps(story), encoding="utf-8")
+    loader_key = story_nodes._story_fingerprint(str(path))
+    before = fingerprint.plan_fingerprint(plan_module.load_and_plan(str(path), "none").plan.scenes[0])
+    assert before["ControlSha256"] is not None
+    frames_zip(folder / "control" / "a.zip", 5)
+    os.utime(folder / "control" / "a.zip", ns=(1, 1))  # a changed file with any time stamp
+    assert story_nodes._story_fingerprint(str(path)) != loader_key  # Story Loader runs again: a new SCENE
+    now = fingerprint.plan_fingerprint(plan_module.load_and_plan(str(path), "none").plan.scenes[0])
+    assert fingerprint.plan_changes(before, now) == ["control sequence (zip content) changed"]
+    old_record = {k: v for k, v in before.items() if k != "ControlSha256"}  # a record from before the field
+    assert fingerprint.plan_changes(old_record, now) == []

@@ -5,8 +5,9 @@ Two parts:
 - ``Plan``: what the story plan decides, so it can be computed again from the story as it is now:
   ``Prompt``, ``NegativePrompt``, ``Seed``, ``CFG``, ``Steps``, ``Width``, ``Height``, ``Frames``,
   ``FPS`` (exact), ``Loras`` [{Name, Strength, and Expert unless "both"}], ``KeyframeSha256``
-  (sha256 of the keyframe file's bytes, None without one) and ``Chain`` (the story asks this scene
-  to start on its predecessor).
+  (sha256 of the keyframe file's bytes, None without one), ``Chain`` (the story asks this scene
+  to start on its predecessor) and ``ControlSha256`` (sha256 of the control zip, None without one;
+  records from before it existed are not compared on it).
   ``PlanSha256`` is the sha256 of the canonical JSON of ``Plan``.
 - ``Render``: what is only known when the prompt ran: ``Models`` (model files the prompt loaded),
   ``StartSource`` (keyframe | previous-scene | none), ``PreviousScene``, ``StartSha256`` and
@@ -32,7 +33,7 @@ from ..paths import file_sha256
 PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
     "Width": "width", "Height": "height", "Frames": "length (frames)", "FPS": "fps", "Loras": "loras",
-    "KeyframeSha256": "keyframe (file content)", "Chain": "chain",
+    "KeyframeSha256": "keyframe (file content)", "Chain": "chain", "ControlSha256": "control sequence (zip content)",
 }
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
@@ -78,6 +79,7 @@ def lora_entry(name: Any, strength: Any, expert: Any = "both") -> dict[str, Any]
 def plan_fingerprint(scene: Any) -> dict[str, Any]:
     """The ``Plan`` part from a SCENE (ScenePlan or any object with its attributes)."""
     keyframe = getattr(scene, "keyframe", None)
+    control = getattr(scene, "control", None)
     loras = [lora_entry(getattr(lora, "name", ""), getattr(lora, "strength", 1.0), getattr(lora, "expert", "both"))
              for lora in getattr(scene, "loras", ())]
     return {
@@ -86,6 +88,8 @@ def plan_fingerprint(scene: Any) -> dict[str, Any]:
         "Frames": int(scene.length), "FPS": _fps(scene.fps), "Loras": loras,
         "KeyframeSha256": file_sha256(keyframe) if keyframe and os.path.isfile(keyframe) else None,
         "Chain": bool(getattr(scene, "chain", False)),
+        "ControlSha256": file_sha256(control.sequence) if control is not None and os.path.isfile(control.sequence)
+        else None,
     }
 
 
