@@ -5,7 +5,7 @@ which expert of a two-expert model (WAN 2.2 14B: high-noise and low-noise) a LoR
 Scene LoRAs node is told which model it patches (:data:`MODEL_ROLES`) and picks the LoRAs for it
 (:func:`pick_loras`); the files are found in ComfyUI's ``loras`` folder (:func:`lora_file`), a
 missing one named with the folders searched and the closest names there. The patching itself is
-ComfyUI's (``nodes/comfy.py`` :func:`apply_lora`), on clones, so the next scene starts clean.
+ComfyUI's (``nodes/comfy.py`` :func:`apply_lora_file`), on clones, so the next scene starts clean.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class GemDirectSceneLoRAs:
         pick = pick_loras(getattr(scene, "loras", ()), model_is, scene.id)
         paths = [lora_file(lora.name) for lora in pick.apply]  # every file found before anything is patched
         for lora, path in zip(pick.apply, paths, strict=True):
-            model, clip = comfy.apply_lora(model, clip, path, lora.strength, lora.strength)
+            model, clip = comfy.apply_lora_file(model, clip, path, lora.strength, lora.strength)
         report = describe_pick(scene.id, model_is, pick, clip is not None)
         data = {"scene_id": scene.id, "story_id": scene.story_id, "model_is": model_is,
                 "applied": [{"name": lo.name, "strength": lo.strength, "expert": lo.expert} for lo in pick.apply]}
