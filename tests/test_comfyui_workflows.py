@@ -120,7 +120,7 @@ def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
 
 def write_story(folder: Path, sid: str, family: str | None, control: bool = False) -> Path:
     """A small story of SCENES chained scenes with painted keyframes at the family's test size (and, for a
-    workflow with Control Sequence, a control zip per scene)."""
+    workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -135,6 +135,9 @@ def write_story(folder: Path, sid: str, family: str | None, control: bool = Fals
         if control:
             write_control_zip(folder / "control" / f"s{index + 1}.zip", 4, (width * 2, height * 2))
             scenes[-1]["control"] = {"kind": "pose", "sequence": f"control/s{index + 1}.zip"}
+            if index == 0:  # and a LoRA for the high-noise expert only: Scene LoRAs per expert in a real run
+                lora = next(name for _, name, kind in EXTRA_MODELS if kind == "lora_diffusers")
+                scenes[-1]["loras"] = [{"name": lora, "strength": 0.5, "expert": "high"}]
     story = {"schema": "gemdirect.story/1", "id": sid, "title": f"Integration test {sid}",
              "defaults": {"preset": PRESET.get(family, DEFAULT_PRESET), "cfg": 5.0, "seed": 7,
                           "transition": {"kind": "cut", "frames": 0}},
