@@ -63,9 +63,6 @@ FpsValue = Annotated[
 ]
 
 
-LORA_EXPERTS = ("high", "low", "both")
-
-
 class Lora(_Model):
     name: RelPath = Field(description="file name in ComfyUI's models/loras folder")
     strength: Strength = 1.0
