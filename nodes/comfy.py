@@ -170,6 +170,22 @@ def model_path(name: str, filename: str) -> str:
     raise FileNotFoundError(f"model file '{filename}' not found in {folders}; put it there and refresh (press R)")
 
 
+# --------------------------------------------------------------------------- LoRA files
+
+
+def apply_lora_file(model: Any, clip: Any, path: str, strength_model: float, strength_clip: float) -> tuple[Any, Any]:
+    """``(model, clip)`` patched with the LoRA file at ``path`` through ComfyUI's own LoRA loading
+    (``comfy.sd.load_lora_for_models``): new clones, the inputs stay untouched. ``clip`` may be None.
+
+    Standalone there is no ComfyUI MODEL to patch: RuntimeError.
+    """
+    sd, utils = _loaded("comfy.sd"), _loaded("comfy.utils")
+    if sd is None or utils is None:
+        raise RuntimeError("applying a LoRA needs ComfyUI (comfy.sd); it runs inside ComfyUI only")
+    lora = utils.load_torch_file(path, safe_load=True)
+    return sd.load_lora_for_models(model, clip, lora, float(strength_model), float(strength_clip))
+
+
 # --------------------------------------------------------------------------- device and memory
 
 

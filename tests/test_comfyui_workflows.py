@@ -10,6 +10,7 @@ docs/comfyui-integration.md.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -123,8 +124,24 @@ def story_option(path: Path) -> str:
     return f"{story_id(path)}/story.json"
 
 
-def write_story(folder: Path, sid: str, family: str | None) -> Path:
-    """A small story of SCENES chained scenes with painted keyframes at the family's test size."""
+def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
+    """A zip of ``frames`` painted control frames (another count and size than the scene's: resampled)."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for index in range(frames):
+            image = Image.new("RGB", size, (0, 0, 0))
+            image.paste((255, 255, 255), (index * size[0] // frames, 0, index * size[0] // frames + 8, size[1]))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            archive.writestr(f"pose/{index}.png", buffer.getvalue())
+    return path.name
+
+
+def write_story(folder: Path, sid: str, family: str | None, control: bool = False) -> Path:
+    """A small story of SCENES chained scenes with painted keyframes at the family's test size (and, for a
+    workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -136,6 +153,12 @@ def write_story(folder: Path, sid: str, family: str | None) -> Path:
         scenes.append({"id": f"s{index + 1}", "title": f"Scene {index + 1}", "prompt": f"the lighthouse at {look}",
                        "frames": SCENE_FRAMES, "steps": STEPS, "width": width, "height": height,
                        "keyframe": f"keyframes/{look}.png"})
+        if control:
+            write_control_zip(folder / "control" / f"s{index + 1}.zip", 4, (width * 2, height * 2))
+            scenes[-1]["control"] = {"kind": "pose", "sequence": f"control/s{index + 1}.zip"}
+            if index == 0:  # and a LoRA for the high-noise expert only: Scene LoRAs per expert in a real run
+                lora = next(name for _, name, kind in EXTRA_MODELS if kind == "lora_diffusers")
+                scenes[-1]["loras"] = [{"name": lora, "strength": 0.5, "expert": "high"}]
     story = {"schema": "gemdirect.story/1", "id": sid, "title": f"Integration test {sid}",
              "defaults": {"preset": PRESET.get(family, DEFAULT_PRESET), "cfg": 5.0, "seed": 7,
                           "transition": {"kind": "cut", "frames": 0}},
@@ -170,7 +193,8 @@ def suite(tmp_path_factory, model_cache):
         for folder, name, kind in models_wanted(prompt):
             installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
         write_story(base / "input" / "gemdirect" / story_id(path), story_id(path),
-                    (wan_family(prompt) or [provider_kind(prompt)])[0])
+                    (wan_family(prompt) or [provider_kind(prompt)])[0],
+                    control=bool(of_type(prompt, "GemDirectControlSequence")))
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}

@@ -347,6 +347,8 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
     if path.is_file():
         return path
     partial = _atomic_target(path)
+    import tiny_scene  # imports this module: not at the top
+
     if base in DITS and extension == "gguf":
         write_gguf(partial, dit_tensors(wan_dit_layout(DITS[base]), _seed(base, seed)))
     elif base in DITS:
@@ -356,6 +358,8 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
     elif base in ("lora_diffusers", "lora_kohya"):
         save_file(lora_tensors(wan_dit_layout(DITS["wan22_i2v"]), base.split("_", 1)[1], seed=_seed(base, seed)),
                   str(partial))
+    elif base in tiny_scene.KINDS:  # the scene workflows' models (tests/tiny_scene.py)
+        tiny_scene.build_kind(base, partial, _seed(base, seed))
     elif base == "rife":
         from conftest import pack_module
 

@@ -48,6 +48,7 @@ WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "WanImageToVideo": ("wan22_i2v", "wan21_vae"),
     "Wan22ImageToVideoLatent": ("wan22_ti2v_5b", "wan22_vae"),
     "WanVaceToVideo": ("wan21_vace", "wan21_vae"),
+    "Wan22FunControlToVideo": ("wan22_fun_control", "wan21_vae"),
     "EmptyHunyuanLatentVideo": ("wan_t2v", "wan21_vae"),
 }
 

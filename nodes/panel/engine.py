@@ -26,6 +26,7 @@ from ..story.load import (
     load_story,
     parse_story_text,
     save_story,
+    story_lock,
     validate_story_dict,
 )
 from ..story.model import story_slug
@@ -213,9 +214,12 @@ def put_story(name: Any, body: Any) -> dict[str, Any]:
     if base is not None and not isinstance(base, str):
         raise PanelError(400, "base_hash must be the hash string from GET /gemdirect/story",
                          [{"path": "base_hash", "message": "not a string"}])
-    if base and base != file_sha256(path):
-        raise PanelError(409, "the story changed on disk since you loaded it; reload it and apply your change again")
-    _save(path, _check_story(path, body.get("story")))
+    raw = _check_story(path, body.get("story"))
+    with story_lock(path):  # the hash check and the write as one step against Save Keyframe's updates
+        if base and base != file_sha256(path):
+            raise PanelError(409, "the story changed on disk since you loaded it; reload it and apply your change "
+                             "again")
+        _save(path, raw)
     return get_story(name)
 
 

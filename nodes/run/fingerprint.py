@@ -4,8 +4,10 @@ Two parts:
 
 - ``Plan``: what the story plan decides, so it can be computed again from the story as it is now:
   ``Prompt``, ``NegativePrompt``, ``Seed``, ``CFG``, ``Steps``, ``Width``, ``Height``, ``Frames``,
-  ``FPS`` (exact), ``Loras`` [{Name, Strength}], ``KeyframeSha256`` (sha256 of the keyframe file's
-  bytes, None without one) and ``Chain`` (the story asks this scene to start on its predecessor).
+  ``FPS`` (exact), ``Loras`` [{Name, Strength, and Expert unless "both"}], ``KeyframeSha256``
+  (sha256 of the keyframe file's bytes, None without one), ``Chain`` (the story asks this scene
+  to start on its predecessor) and ``ControlSha256`` (sha256 of the control zip, None without one;
+  records from before it existed are not compared on it).
   ``PlanSha256`` is the sha256 of the canonical JSON of ``Plan``.
 - ``Render``: what is only known when the prompt ran: ``Models`` (model files the prompt loaded),
   ``StartSource`` (keyframe | previous-scene | none), ``PreviousScene``, ``StartSha256`` and
@@ -32,6 +34,7 @@ PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
     "Width": "width", "Height": "height", "Frames": "length (frames)", "FPS": "fps", "Loras": "loras",
     "KeyframeSha256": "keyframe (file content)", "Chain": "chain", "Motion": "motion",
+    "ControlSha256": "control sequence (zip content)",
 }
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
@@ -65,10 +68,20 @@ def _fps(value: Any) -> str:
     return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
 
 
+def lora_entry(name: Any, strength: Any, expert: Any = "both") -> dict[str, Any]:
+    """One ``Loras`` entry: ``{Name, Strength}``, plus ``Expert`` when it is not ``both`` (so records made
+    before experts existed keep their fingerprint)."""
+    entry: dict[str, Any] = {"Name": str(name), "Strength": float(strength)}
+    if expert and expert != "both":
+        entry["Expert"] = str(expert)
+    return entry
+
+
 def plan_fingerprint(scene: Any) -> dict[str, Any]:
     """The ``Plan`` part from a SCENE (ScenePlan or any object with its attributes)."""
     keyframe = getattr(scene, "keyframe", None)
-    loras = [{"Name": str(getattr(lora, "name", "")), "Strength": float(getattr(lora, "strength", 1.0))}
+    control = getattr(scene, "control", None)
+    loras = [lora_entry(getattr(lora, "name", ""), getattr(lora, "strength", 1.0), getattr(lora, "expert", "both"))
              for lora in getattr(scene, "loras", ())]
     plan = {
         "Prompt": str(scene.prompt), "NegativePrompt": str(scene.negative), "Seed": int(scene.seed),
@@ -76,6 +89,8 @@ def plan_fingerprint(scene: Any) -> dict[str, Any]:
         "Frames": int(scene.length), "FPS": _fps(scene.fps), "Loras": loras,
         "KeyframeSha256": file_sha256(keyframe) if keyframe and os.path.isfile(keyframe) else None,
         "Chain": bool(getattr(scene, "chain", False)),
+        "ControlSha256": file_sha256(control.sequence) if control is not None and os.path.isfile(control.sequence)
+        else None,
     }
     if getattr(scene, "motion", None) is not None:  # SVD only: WAN plans (and their hashes) stay as they were
         plan["Motion"] = int(scene.motion)
@@ -131,7 +146,7 @@ def plan_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     plan: dict[str, Any] = {
         "Prompt": record.get("Prompt"), "NegativePrompt": record.get("NegativePrompt"), "Seed": record.get("Seed"),
         "CFG": record.get("CFG"), "Steps": record.get("Steps"), "Frames": record.get("FrameCount"),
-        "Loras": [{"Name": str(lo.get("Name")), "Strength": float(lo.get("Strength", 1.0))}
+        "Loras": [lora_entry(lo.get("Name"), lo.get("Strength", 1.0), lo.get("Expert") or "both")
                   for lo in record.get("Loras") or []],
     }
     if width.isdigit() and height.isdigit():

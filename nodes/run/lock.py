@@ -71,12 +71,26 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
 
     The lock file (and the folder) is created if missing.
     """
-    path = lock_path(run_dir)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with file_lock(lock_path(run_dir)):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for the ``with`` block, re-entrant in this process and thread,
+    as :func:`run_lock` is. ``path`` is a file (created if missing) or an existing folder (locked as it is,
+    nothing created: a story's folder, :func:`nodes.story.load.story_lock`). Lock something that is never
+    replaced, not the file being rewritten.
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.isdir(path)
+    if not folder:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     entry = _held(path)
     with entry.thread_lock:
-        if entry.depth == 0:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        if entry.depth == 0 and not (folder and fcntl is None):
+            flags = os.O_RDONLY if folder else os.O_RDWR | os.O_APPEND | os.O_CREAT
+            fd = os.open(path, flags, 0o644)
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..timebase import parse_fps
 from .events import utc_now
+from .fingerprint import lora_entry
 from .telemetry import BOOKEND_FAIL_BELOW, BOOKEND_WARN_BELOW
 
 MB = 1 << 20  # the telemetry's "MB" is 2**20 bytes
@@ -107,7 +108,8 @@ def run_telemetry(stage: Any, *, flf2v_source: str, flf2v_enabled: bool | None =
 
 def scene_plan_fields(scene: Any) -> dict[str, Any]:
     """The plan values of a SCENE (any object with ScenePlan's attributes) as :func:`scene_record` keywords."""
-    loras = [(getattr(lora, "name", None), getattr(lora, "strength", 1.0)) for lora in getattr(scene, "loras", ())]
+    loras = [(getattr(lora, "name", None), getattr(lora, "strength", 1.0), getattr(lora, "expert", "both"))
+             for lora in getattr(scene, "loras", ())]
     return {
         "scene_id": scene.id, "title": scene.title, "prompt": scene.prompt, "negative": scene.negative,
         "keyframe_source": scene.keyframe, "seed": scene.seed, "cfg": scene.cfg, "steps": scene.steps,
@@ -122,7 +124,8 @@ def scene_record(*, scene_id: str, title: str, prompt: str, negative: str, seed:
                  video_path: str, telemetry: Mapping[str, Any], video_status: str = "ready",
                  video_duration: float | None = None, video_error: str | None = None,
                  keyframe_source: str | None = None, models: Sequence[str] = (),
-                 loras: Iterable[tuple[str, float]] = (), success: bool = True, warnings: Iterable[str] = (),
+                 loras: Iterable[tuple[str, float] | tuple[str, float, str]] = (), success: bool = True,
+                 warnings: Iterable[str] = (),
                  errors: Iterable[str] = (), attempts: int | None = None, scene_index: int | None = None,
                  updated_at: str | None = None, extra: Mapping[str, Any] | None = None,
                  video_master: str | None = None) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def scene_record(*, scene_id: str, title: str, prompt: str, negative: str, seed:
         "SceneId": scene_id, "SceneTitle": title, "Prompt": prompt, "NegativePrompt": negative,
         "KeyframeSource": keyframe_source, "Seed": int(seed), "CFG": float(cfg), "Steps": int(steps),
         "Sampler": sampler, "Models": list(models),
-        "Loras": [{"Name": str(name), "Strength": float(strength)} for name, strength in loras],
+        "Loras": [lora_entry(*lora) for lora in loras],
         "FrameCount": int(frame_count), "DurationSeconds": round(frame_count / float(Fraction(fps_exact)), 3),
         "FPS": fps_float, "Resolution": f"{int(width)}x{int(height)}", "Success": bool(success),
         "Warnings": list(warnings), "Errors": list(errors), "AttemptsRun": attempts,

@@ -83,6 +83,9 @@ class StoryTelemetry(_Model):
 class Lora(_Model):
     Name: str = Field(description="LoRA file name as in ComfyUI's loras folder")
     Strength: float
+    # gemDirect's own
+    Expert: Literal["high", "low"] | None = Field(
+        None, description="two-expert models: the only expert it patches; absent when it patches both")
 
 
 class VideoTelemetry(_Model):

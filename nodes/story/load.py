@@ -7,10 +7,12 @@ syntax, types, ranges, ids, and file references (confined to the story's folder)
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin
 
@@ -19,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from ..paths import resolve_inside
 from ..run.atomic import atomic_write_json
+from ..run.lock import file_lock
 from .model import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, SCHEMA_ID, Story
 
 MAX_STORY_BYTES = 5 * 1024 * 1024  # a story is text; keyframes and clips live beside it as files
@@ -403,5 +406,29 @@ def save_story(path: str | os.PathLike[str], raw: dict[str, Any]) -> LoadedFile:
     text = json.dumps(raw, indent=2, ensure_ascii=False)
     if len(text.encode("utf-8")) > MAX_STORY_BYTES:
         raise StoryError(path, [StoryIssue("", f"the story would be over {MAX_STORY_BYTES // 1048576} MB")])
-    atomic_write_json(path, raw)
+    with story_lock(path):  # waits for a read-modify-write in flight (update_story)
+        atomic_write_json(path, raw)
     return loaded
+
+
+@contextlib.contextmanager
+def story_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold story ``path``'s exclusive lock (re-entrant): every read-modify-write of a story.json holds it
+    (the panel's saves, Save Keyframe), so two writers never lose each other's change.
+
+    The lock is a ``flock`` on the story's folder: story.json itself is replaced on every write, so it
+    cannot carry the lock, and locking the folder leaves no lock file behind."""
+    with file_lock(os.path.dirname(os.path.abspath(os.fspath(path)))):
+        yield
+
+
+def update_story(path: str | os.PathLike[str], change: Callable[[dict[str, Any]], None]) -> LoadedFile:
+    """Read story ``path``, let ``change`` edit its dict in place, validate and write it back atomically,
+    all under :func:`story_lock`: a concurrent writer's change is read first, never overwritten.
+    Unknown fields stay as they are. StoryError (file untouched) when the result is not a valid story."""
+    path = os.path.abspath(os.fspath(path))
+    with story_lock(path):
+        with open(path, "rb") as handle:
+            raw = parse_story_text(handle.read(), path)
+        change(raw)
+        return save_story(path, raw)

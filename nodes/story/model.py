@@ -68,6 +68,8 @@ FpsValue = Annotated[
 class Lora(_Model):
     name: RelPath = Field(description="file name in ComfyUI's models/loras folder")
     strength: Strength = 1.0
+    expert: Literal["high", "low", "both"] = Field(
+        default="both", description="two-expert models (WAN 2.2 14B): patch the high-noise, the low-noise or both")
 
 
 class Control(_Model):

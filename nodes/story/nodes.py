@@ -54,7 +54,7 @@ def story_path(name: str) -> str:
 
 
 def _story_fingerprint(path: str) -> str:
-    """Hash of the story file's bytes and of the files it points at (size and time)."""
+    """Hash of the story file's bytes and of the files it points at (keyframes, control zips: size and time)."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -64,7 +64,9 @@ def _story_fingerprint(path: str) -> str:
     digest.update(data)
     try:
         raw = json.loads(data)
-        refs = [s.get("keyframe") for s in raw.get("scenes", []) if isinstance(s, dict)]
+        scenes = [s for s in raw.get("scenes", []) if isinstance(s, dict)]
+        refs = [s.get("keyframe") for s in scenes]
+        refs += [s["control"].get("sequence") for s in scenes if isinstance(s.get("control"), dict)]
     except (ValueError, AttributeError):
         refs = []
     folder = os.path.dirname(path)

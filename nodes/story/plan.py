@@ -52,6 +52,7 @@ DEFAULT_SHIFT = 8.0
 class LoraPlan:
     name: str
     strength: float
+    expert: str = "both"  # high | low | both: which expert of a two-expert model it patches
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def _plan_scene(
         fps=fps,
         duration_seconds=length / float(fps),
         keyframe=keyframe,
-        loras=tuple(LoraPlan(lora.name, lora.strength) for lora in scene.loras),
+        loras=tuple(LoraPlan(lora.name, lora.strength, lora.expert) for lora in scene.loras),
         control=control,
         transition=planned_transition,
         chain=chained,
@@ -421,6 +422,11 @@ def describe_plan(plan: StoryPlan) -> str:
             f"({s.duration_seconds:.2f} s) seed={s.seed} cfg={s.cfg:g} steps={s.steps} split={s.split_step} "
             f"keyframe={'yes' if s.keyframe else 'no'} chain={'on' if s.chain else 'off'} -> {transition}"
         )
+        if s.loras:
+            lines.append("      loras: " + ", ".join(
+                f"{lo.name} x{lo.strength:g}" + ("" if lo.expert == "both" else f" ({lo.expert})") for lo in s.loras))
+        if s.control:
+            lines.append(f"      control: {s.control.kind} from {os.path.basename(s.control.sequence)}")
     warnings = list(plan.warnings) + [w for s in plan.scenes for w in s.warnings]
     lines.extend(f"  WARNING: {w}" for w in warnings)
     return "\n".join(lines)

@@ -223,3 +223,18 @@ test("Export EDL downloads one event per scene in the current order", async () =
   assert.equal(lines[4], "* FROM CLIP NAME: dusk.mp4");
   assert.equal(lines[11], "003  AX       V     C        00:00:00:00 00:00:03:01 01:00:06:10 01:00:09:11");
 });
+
+test("a gemdirect.keyframe event re-reads the story: the new keyframe's thumbnail and the story's text", async () => {
+  const thumb = () => page.getAttribute('.gd-card[data-scene="noon"] img', "src");
+  const before = await thumb();
+  const disk = storyOnDisk();
+  disk.title = "Keyframe saved elsewhere";
+  disk.scenes.find((s) => s.id === "noon").keyframe = disk.scenes.find((s) => s.id === "dawn").keyframe;
+  writeFileSync(join(home, "input", "gemdirect", "demo", "story.json"), JSON.stringify(disk, null, 2));
+  await page.evaluate(() => window.__emit("gemdirect.keyframe", { story_id: "another", scene_id: "noon", keyframe: "x.png" }));
+  assert.equal(await thumb(), before); // another story's keyframe is not ours
+  await page.evaluate(() => window.__emit("gemdirect.keyframe",
+    { story_id: "lighthouse", scene_id: "noon", keyframe: "keyframes/noon.png", previous: null }));
+  await page.waitForFunction(() => document.querySelector(".gd-summary").textContent.startsWith("Keyframe saved elsewhere"));
+  assert.notEqual(await thumb(), before); // the story's hash is in the thumbnail URL: the browser fetches it again
+});

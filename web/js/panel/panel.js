@@ -5,7 +5,7 @@
 // It knows ComfyUI only through `host` (see gemdirect_panel.js for the real one, web/tests for a fake):
 //   host.fetchApi(path, init) -> Promise<Response>     the pack's routes (path starts with /gemdirect/)
 //   host.apiURL(path) -> string                        URL for <img>/<video> sources
-//   host.onEvent(type, handler(detail))                websocket events (gemdirect.scene, gemdirect.run)
+//   host.onEvent(type, handler(detail))                websocket events (gemdirect.scene, gemdirect.run, gemdirect.keyframe)
 //   host.setting(id, fallback) -> value                ComfyUI settings
 //   host.generate?({scenes, indices?, onQueued, isCancelled}) -> Promise<{queued, rendered, message}>
 //                                                      one prompt per scene; indices[i] = scenes[i]'s
@@ -133,6 +133,7 @@ export class StoryPanel {
     this.build();
     this.host.onEvent("gemdirect.scene", (detail) => this.onSceneEvent(detail));
     this.host.onEvent("gemdirect.run", (detail) => this.onRunEvent(detail));
+    this.host.onEvent("gemdirect.keyframe", (detail) => this.onKeyframeEvent(detail));
     // core's queue status: once ComfyUI's queue is empty nothing is "queued" any more (a workflow
     // without Scene Save sends no gemdirect.scene events to move the badge on)
     this.host.onEvent("status", (detail) => {
@@ -251,6 +252,18 @@ export class StoryPanel {
     if (!this.storyDoc || !detail || detail.story_id !== this.storyDoc.story_id) return;
     this.live = applyRunEvent(this.live, detail);
     this.renderTimeline();
+  }
+
+  /** Save Keyframe wrote a scene's keyframe into the open story: re-read it (new hash: new thumbnails). */
+  async onKeyframeEvent(detail) {
+    if (!this.storyDoc || !detail || detail.story_id !== this.storyDoc.story_id || this.saving) return;
+    try {
+      this.storyDoc = await this.api(`/gemdirect/story?${this.q({ name: this.storyDoc.name })}`);
+    } catch (error) {
+      return this.fail(`Could not re-read ${this.storyDoc.name}: ${error.message}`);
+    }
+    this.note(`keyframe of ${detail.scene_id} saved: ${detail.keyframe}`);
+    this.render();
   }
 
   // ------------------------------------------------------------------ saving

@@ -1,0 +1,1 @@
+"""control room: scene LoRAs, control sequences (zips of pose/depth/canny frames), keyframe saving."""
