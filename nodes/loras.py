@@ -37,13 +37,15 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .vram.inspect import ModelFileError, inspect_model
 
+if TYPE_CHECKING:  # torch is imported where tensors are made: listing the nodes must not load it
+    import torch
+
 CAST_CHOICES = ("none", "bf16", "fp8_e4m3fn")
-_CAST_DTYPES = {"bf16": torch.bfloat16, "fp8_e4m3fn": getattr(torch, "float8_e4m3fn", None)}
+_CAST_DTYPES = {"bf16": "bfloat16", "fp8_e4m3fn": "float8_e4m3fn"}  # torch dtype names
 
 # (down suffix, up suffix, spelling name); the first that a key ends with wins.
 _PAIRS = (
@@ -136,6 +138,8 @@ class LoraFile:
     def comfy_state_dict(self) -> dict[str, torch.Tensor]:
         """The patches in one spelling ComfyUI's ``comfy.lora.load_lora`` maps onto a WAN model:
         ``diffusion_model.<module>.lora_up.weight`` / ``.lora_down.weight`` / ``.alpha``."""
+        import torch
+
         out: dict[str, torch.Tensor] = {}
         for target, patch in self.patches.items():
             module = "diffusion_model." + target[: -len(".weight")]
@@ -286,6 +290,7 @@ def _read_gguf(path: str, keys: Iterable[str]) -> dict[str, torch.Tensor]:
     """
     import gguf
     import numpy as np
+    import torch
 
     wanted = set(keys)
     reader = gguf.GGUFReader(path)
@@ -314,7 +319,9 @@ def _cast(patches: dict[str, LoraPatch], cast: str, name: str) -> dict[str, Lora
         raise LoraFileError(f"cast = '{cast}' is not one of {', '.join(CAST_CHOICES)}")
     if cast == "none":
         return patches
-    dtype = _CAST_DTYPES[cast]
+    import torch
+
+    dtype = getattr(torch, _CAST_DTYPES[cast], None)
     if dtype is None:
         raise LoraFileError(f"LoRA '{name}': this torch has no {cast}; use cast bf16 or none")
     return {t: LoraPatch(t, p.up.to(dtype), p.down.to(dtype), p.alpha) for t, p in patches.items()}

@@ -5,7 +5,9 @@ Two parts:
 - ``Plan``: what the story plan decides, so it can be computed again from the story as it is now:
   ``Prompt``, ``NegativePrompt``, ``Seed``, ``CFG``, ``Steps``, ``Width``, ``Height``, ``Frames``,
   ``FPS`` (exact), ``Loras`` [{Name, Strength}], ``KeyframeSha256`` (sha256 of the keyframe file's
-  bytes, None without one) and ``Chain`` (the story asks this scene to start on its predecessor).
+  bytes, None without one) and ``Chain`` (the story asks this scene to start on its predecessor); an SVI
+  scene adds ``SVI`` {MotionLatentCount, LoraStrength} (absent when SVI is off, so older records keep
+  their PlanSha256).
   ``PlanSha256`` is the sha256 of the canonical JSON of ``Plan``.
 - ``Render``: what is only known when the prompt ran: ``Models`` (model files the prompt loaded),
   ``StartSource`` (keyframe | previous-scene | none), ``PreviousScene``, ``StartSha256`` and
@@ -31,8 +33,9 @@ from ..paths import file_sha256
 PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
     "Width": "width", "Height": "height", "Frames": "length (frames)", "FPS": "fps", "Loras": "loras",
-    "KeyframeSha256": "keyframe (file content)", "Chain": "chain",
+    "KeyframeSha256": "keyframe (file content)", "Chain": "chain", "SVI": "svi",
 }
+OPTIONAL_KEYS = ("SVI",)  # present only when on: a side without it means off, so it is always compared
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
 
@@ -70,13 +73,17 @@ def plan_fingerprint(scene: Any) -> dict[str, Any]:
     keyframe = getattr(scene, "keyframe", None)
     loras = [{"Name": str(getattr(lora, "name", "")), "Strength": float(getattr(lora, "strength", 1.0))}
              for lora in getattr(scene, "loras", ())]
-    return {
+    plan = {
         "Prompt": str(scene.prompt), "NegativePrompt": str(scene.negative), "Seed": int(scene.seed),
         "CFG": float(scene.cfg), "Steps": int(scene.steps), "Width": int(scene.width), "Height": int(scene.height),
         "Frames": int(scene.length), "FPS": _fps(scene.fps), "Loras": loras,
         "KeyframeSha256": file_sha256(keyframe) if keyframe and os.path.isfile(keyframe) else None,
         "Chain": bool(getattr(scene, "chain", False)),
     }
+    svi = getattr(scene, "svi", None)
+    if svi is not None and getattr(svi, "enabled", False):
+        plan["SVI"] = svi.fingerprint()
+    return plan
 
 
 def plan_sha256(plan: Mapping[str, Any]) -> str:
@@ -142,6 +149,13 @@ def plan_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
     """Reasons naming each plan field that differs (only keys both sides have are compared)."""
     reasons = []
     for key, name in PLAN_FIELDS.items():
+        if key in OPTIONAL_KEYS and (key in recorded or key in now) and recorded.get(key) != now.get(key):
+            if recorded.get(key) and now.get(key):
+                reasons.append(f"{name} settings changed")
+            else:
+                reasons.append(f"{name} changed ({'on' if recorded.get(key) else 'off'} -> "
+                               f"{'on' if now.get(key) else 'off'})")
+            continue
         if key not in recorded or key not in now or recorded[key] == now[key]:
             continue
         if key == "CFG" and recorded[key] is not None and now[key] is not None \
