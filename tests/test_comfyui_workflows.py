@@ -102,8 +102,9 @@ def story_option(path: Path) -> str:
     return f"{story_id(path)}/story.json"
 
 
-def write_story(folder: Path, sid: str, family: str | None) -> Path:
-    """A small story of SCENES chained scenes with painted keyframes at the family's test size."""
+def write_story(folder: Path, sid: str, family: str | None, svi: bool = False) -> Path:
+    """A small story of SCENES chained scenes with painted keyframes at the family's test size (SVI on for a
+    workflow with SVI nodes, at the low CFG SVI runs at)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -119,6 +120,8 @@ def write_story(folder: Path, sid: str, family: str | None) -> Path:
              "defaults": {"preset": PRESET.get(family, DEFAULT_PRESET), "cfg": 5.0, "seed": 7,
                           "transition": {"kind": "cut", "frames": 0}},
              "scenes": scenes}
+    if svi:
+        story["defaults"]["svi"] = {"enabled": True, "motion_latent_count": 1, "lora_strength": 1.0, "cfg": 1.5}
     path = folder / "story.json"
     path.write_text(json.dumps(story, indent=1), encoding="utf-8")
     return path
@@ -148,7 +151,8 @@ def suite(tmp_path_factory, model_cache):
         prompt = to_api_prompt(workflow, schemas)
         for folder, name, kind in models_wanted(prompt):
             installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
-        write_story(base / "input" / "gemdirect" / story_id(path), story_id(path), (wan_family(prompt) or [None])[0])
+        write_story(base / "input" / "gemdirect" / story_id(path), story_id(path), (wan_family(prompt) or [None])[0],
+                    svi=bool(of_type(prompt, "GemDirectSVIContinue")))
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}

@@ -36,6 +36,7 @@ MODEL_LOADERS: dict[str, tuple[str, str]] = {
     "VAELoader": ("vae_name", "vae"),
     "LoraLoaderModelOnly": ("lora_name", "loras"),
     "UpscaleModelLoader": ("model_name", "upscale_models"),
+    "GemDirectSVILoRALoader": ("lora_name", "loras/svi"),
 }
 # The node that makes the sampler's latent decides the WAN family: (DiT kind, VAE kind) in tiny_models.
 WAN_FAMILIES: dict[str, tuple[str, str]] = {
@@ -44,6 +45,7 @@ WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "Wan22ImageToVideoLatent": ("wan22_ti2v_5b", "wan22_vae"),
     "WanVaceToVideo": ("wan21_vace", "wan21_vae"),
     "EmptyHunyuanLatentVideo": ("wan_t2v", "wan21_vae"),
+    "GemDirectSVIContinue": ("wan22_i2v", "wan21_vae"),
 }
 
 
@@ -94,6 +96,9 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             kind = family[1] if family else "wan21_vae"
         elif node["class_type"] == "LoraLoaderModelOnly":
             kind = "lora_diffusers"
+        elif node["class_type"] == "GemDirectSVILoRALoader":
+            kind = ("svi_lora_high" if "HIGH" in name.upper() else "svi_lora_low") \
+                + (".gguf" if name.lower().endswith(".gguf") else "")
         else:
             kind = "esrgan"
         wanted.append((folder, name, kind))
