@@ -487,24 +487,14 @@ def model_weight_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     """
     if hasattr(model, "model") and hasattr(model.model, "state_dict"):
         state = model.model.state_dict()
-        return {key[len(DIFFUSION_PREFIX):]: _weight_shape(value)
-                for key, value in state.items() if key.startswith(DIFFUSION_PREFIX)}
+        shapes = {key[len(DIFFUSION_PREFIX):]: tuple(int(s) for s in value.shape)
+                  for key, value in state.items() if key.startswith(DIFFUSION_PREFIX)}
+        # Linear layers know their logical size; ComfyUI-GGUF's quantised weights may report packed bytes
+        for name, module in model.model.diffusion_model.named_modules():
+            if f"{name}.weight" in shapes and hasattr(module, "in_features") and hasattr(module, "out_features"):
+                shapes[f"{name}.weight"] = (int(module.out_features), int(module.in_features))
+        return shapes
     return {key: tuple(int(s) for s in value.shape) for key, value in dict(model).items()}
-
-
-def _weight_shape(value: Any) -> tuple[int, ...]:
-    """A weight's logical shape. ComfyUI-GGUF's quantised weights (``tensor_type``) hold packed blocks: when their
-    shape is that of the bytes (Q8_0: 34 bytes per 32 values), the last dimension is converted back."""
-    shape = tuple(int(s) for s in getattr(value, "tensor_shape", value.shape))
-    gguf = sys.modules.get("gguf")
-    qtype = getattr(value, "tensor_type", None)
-    if gguf is None or qtype is None:
-        return shape
-    block, size = gguf.GGML_QUANT_SIZES.get(qtype, (1, 1))
-    packed = tuple(int(s) for s in getattr(value, "data", value).shape)
-    if block > 1 and packed == shape and shape and shape[-1] % size == 0:
-        shape = (*shape[:-1], shape[-1] // size * block)
-    return shape
 
 
 def apply_lora(model: Any, lora_state: dict[str, Any], strength: float) -> tuple[Any, int]:

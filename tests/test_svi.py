@@ -205,6 +205,12 @@ def test_svi_per_scene_defaults_and_preset_layer_into_the_plan(comfy_home):
         scene["transition"] = {"kind": "cut"}
     cinematic = h.load_story(h.write_story(comfy_home / "input" / "c", cinematic_story)).plan
     assert all(s.svi.enabled and s.svi.source == "preset" for s in cinematic.scenes)
+    standard_story = json.loads(json.dumps(SVI_STORY))
+    standard_story["defaults"]["preset"] = "standard"
+    for scene in standard_story["scenes"]:
+        scene["transition"] = {"kind": "cut"}
+    standard = h.load_story(h.write_story(comfy_home / "input" / "d", standard_story)).plan
+    assert all(s.svi.enabled and s.svi.source == "defaults" for s in standard.scenes)  # off presets never force off
 
 
 def test_svi_enters_the_fingerprint_only_when_on_and_changes_make_the_scene_stale(comfy_home):
@@ -275,6 +281,8 @@ def test_three_svi_scenes_continue_from_the_ledger_latents(comfy_home):
 
 
 def test_a_tampered_or_missing_latents_file_falls_back_to_the_anchor_and_warns(comfy_home):
+    sent = []
+    comfy.event_listeners.append(lambda event, data: sent.append(data) if event == "gemdirect.svi" else None)
     story_path = h.write_story(comfy_home / "input" / "gemdirect" / "svi", SVI_STORY)
     vae = PoolVAE()
     first = _svi_scene(story_path, 1, vae, latent_seed=11)
@@ -289,6 +297,8 @@ def test_a_tampered_or_missing_latents_file_falls_back_to_the_anchor_and_warns(c
     record = ledger.read_scene(first["run"], "b")
     assert any(w.startswith("SVI: previous scene 'a'") for w in record["Warnings"])
     assert record["Extra"]["Latents"] is None
+    assert sent[-1]["scene"] == "b" and sent[-1]["warning"].startswith("SVI: previous scene 'a'")
+    comfy.event_listeners.pop()
     third = _svi_scene(story_path, 3, vae, latent_seed=13)
     assert "was saved without its latents" in third["report"]
 

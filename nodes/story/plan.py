@@ -201,9 +201,12 @@ def default_split_step(steps: int) -> int:
 def _plan_svi(index: int, scene: Scene, story: Story, preset: Preset | None, profile: ModelProfile,
               warnings: list[str]) -> tuple[SviPlan, float | None]:
     """The scene's SVI plan and the CFG SVI asks for (None: leave the CFG alone). Layering as everywhere:
-    the scene's ``svi``, then the preset's, then the story's ``defaults.svi``."""
+    the scene's ``svi``, then the preset's (when the preset turns SVI on), then the story's ``defaults.svi``."""
     where = f"scenes[{index - 1}].svi"
-    layers = [(scene.svi, "scene"), (preset.svi if preset else None, "preset"), (story.defaults.svi, "defaults")]
+    # A preset turns SVI on (Cinematic); one with it off leaves the story's choice alone, so
+    # ``defaults.svi: true`` works under Fast/Standard too.
+    preset_svi = preset.svi if preset and preset.svi.enabled else None
+    layers = [(scene.svi, "scene"), (preset_svi, "preset"), (story.defaults.svi, "defaults")]
 
     def pick(name: str) -> tuple[Any, str | None]:
         for layer, source in layers:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import comfy
 from ..run import events, ledger
 from . import latents as ledger_latents
 from .layout import SVILayout, svi_layout
@@ -130,13 +131,16 @@ def continue_scene(run: ledger.Run, scene: Any, anchor_latent: Any, anchor_name:
 
 
 def record_continuation(run: ledger.Run, scene: Any, result: Continuation) -> None:
-    """Log what SVI Continue did (Scene Save copies it into the record's ``Extra.SVI``); warn on a fallback."""
+    """Log what SVI Continue did (Scene Save copies it into the record's ``Extra.SVI``), tell the panel
+    (``gemdirect.svi`` event); warn on a fallback."""
     facts = result.facts()
     events.append_event(run.run_dir, SVI_EVENT, scene=scene.id,
                         **{_snake(key): value for key, value in facts.items()})
     warning = fallback_warning(scene, facts)
     if warning:
         ledger.warn(run, warning, scene=scene.id)
+    comfy.send_event("gemdirect.svi", {"run": run.run_id, "story": run.story_id, "scene": scene.id,
+                                       "warning": warning, **facts})
 
 
 def fallback_warning(scene: Any, facts: Mapping[str, Any]) -> str | None:
