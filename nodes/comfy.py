@@ -487,3 +487,65 @@ def prompt_outcome(prompt_id: str) -> PromptOutcome | None:
     if status.get("status_str") == "error":
         return PromptOutcome("error", "the prompt failed")
     return None
+
+
+# --------------------------------------------------------------------------- models: LoRA patches, VAE
+
+
+DIFFUSION_PREFIX = "diffusion_model."
+
+
+def model_weight_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """The DiT's weight names (``blocks.0.self_attn.q.weight``, no ``diffusion_model.`` prefix) -> shape.
+
+    Inside ComfyUI ``model`` is a ModelPatcher (GGUF weights report their real shape); standalone, a state
+    dict of tensors.
+    """
+    if hasattr(model, "model") and hasattr(model.model, "state_dict"):
+        state = model.model.state_dict()
+        shapes = {key[len(DIFFUSION_PREFIX):]: tuple(int(s) for s in value.shape)
+                  for key, value in state.items() if key.startswith(DIFFUSION_PREFIX)}
+        # Linear layers know their logical size; ComfyUI-GGUF's quantised weights may report packed bytes
+        for name, module in model.model.diffusion_model.named_modules():
+            if f"{name}.weight" in shapes and hasattr(module, "in_features") and hasattr(module, "out_features"):
+                shapes[f"{name}.weight"] = (int(module.out_features), int(module.in_features))
+        return shapes
+    return {key: tuple(int(s) for s in value.shape) for key, value in dict(model).items()}
+
+
+def apply_lora(model: Any, lora_state: dict[str, Any], strength: float) -> tuple[Any, int]:
+    """``model`` with a LoRA applied at ``strength``: ``(patched model, weights patched)``.
+
+    ``lora_state`` is in the spelling ``diffusion_model.<module>.lora_up.weight`` / ``.lora_down.weight`` /
+    ``.alpha`` (:meth:`nodes.loras.LoraFile.comfy_state_dict`). Inside ComfyUI: ComfyUI's own LoRA path
+    (``comfy.lora.model_lora_keys_unet`` + ``load_lora``) onto a ``ModelPatcher.clone()`` via
+    ``add_patches`` (nothing baked; the input model is untouched). Standalone: ``model`` is a state dict
+    and a new dict with ``weight + strength * alpha / rank * up @ down`` is returned.
+    """
+    lora = _loaded("comfy.lora")
+    if lora is not None and hasattr(model, "clone"):
+        key_map = lora.model_lora_keys_unet(model.model, {})
+        patches = lora.load_lora(lora_state, key_map, log_missing=False)
+        patched = model.clone()
+        done = patched.add_patches(patches, float(strength))
+        return patched, len(done)
+    weights = dict(model)
+    count = 0
+    for key, up in lora_state.items():
+        if not key.endswith(".lora_up.weight"):
+            continue
+        module = key[: -len(".lora_up.weight")]
+        target = module[len(DIFFUSION_PREFIX):] + ".weight"
+        if target not in weights:
+            continue
+        down = lora_state[module + ".lora_down.weight"]
+        alpha = float(lora_state[module + ".alpha"]) if module + ".alpha" in lora_state else float(down.shape[0])
+        delta = (float(strength) * alpha / down.shape[0]) * (up.float() @ down.float())
+        weights[target] = (weights[target].float() + delta.reshape(weights[target].shape)).to(weights[target].dtype)
+        count += 1
+    return weights, count
+
+
+def vae_encode(vae: Any, pixels: Any) -> Any:
+    """IMAGE ``[T,H,W,3]`` -> the VAE's latent ``[B,C,T',H',W']`` (ComfyUI's VAE.encode; the same call standalone)."""
+    return vae.encode(pixels[:, :, :, :3])

@@ -139,9 +139,10 @@ def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
     return path.name
 
 
-def write_story(folder: Path, sid: str, family: str | None, control: bool = False) -> Path:
+def write_story(folder: Path, sid: str, family: str | None, control: bool = False, svi: bool = False) -> Path:
     """A small story of SCENES chained scenes with painted keyframes at the family's test size (and, for a
-    workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first)."""
+    workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first; for a workflow
+    with SVI nodes, SVI on at the low CFG SVI runs at)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -163,6 +164,8 @@ def write_story(folder: Path, sid: str, family: str | None, control: bool = Fals
              "defaults": {"preset": PRESET.get(family, DEFAULT_PRESET), "cfg": 5.0, "seed": 7,
                           "transition": {"kind": "cut", "frames": 0}},
              "scenes": scenes}
+    if svi:
+        story["defaults"]["svi"] = {"enabled": True, "motion_latent_count": 1, "lora_strength": 1.0, "cfg": 1.5}
     path = folder / "story.json"
     path.write_text(json.dumps(story, indent=1), encoding="utf-8")
     return path
@@ -194,7 +197,8 @@ def suite(tmp_path_factory, model_cache):
             installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
         write_story(base / "input" / "gemdirect" / story_id(path), story_id(path),
                     (wan_family(prompt) or [provider_kind(prompt)])[0],
-                    control=bool(of_type(prompt, "GemDirectControlSequence")))
+                    control=bool(of_type(prompt, "GemDirectControlSequence")),
+                    svi=bool(of_type(prompt, "GemDirectSVIContinue")))
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}

@@ -14,6 +14,7 @@ EXPECTED_NODES = {
     "GemDirectStoryLoader", "GemDirectSceneSelect", "GemDirectAnimatic", "GemDirectRun", "GemDirectTelemetryWriter",
     "GemDirectChainStart", "GemDirectSceneSave", "GemDirectColorMatch", "GemDirectModelInfo", "GemDirectVRAMGuard",
     "GemDirectRIFELoader", "GemDirectInterpolate", "GemDirectUpscale", "GemDirectStoryRender",
+    "GemDirectSVILoRALoader", "GemDirectSVIContinue",
 }
 
 

@@ -340,6 +340,10 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
     """The cached file for model ``kind`` (built on first use). Kinds: the keys of :data:`DITS` (safetensors),
     ``<dit>.gguf``, the keys of :data:`VAES`, ``lora_diffusers`` / ``lora_kohya`` (over ``wan22_i2v``),
     ``rife`` (RIFE 4.26 in core ComfyUI's layout), ``esrgan`` (a 4x RRDB .pth) and tiny_providers.KINDS."""
+    if kind.startswith("svi_lora"):
+        import tiny_svi
+
+        return tiny_svi.build(kind, cache, seed)
     cache.mkdir(parents=True, exist_ok=True)
     base, _, extension = kind.partition(".")
     suffix = {"gguf": ".gguf", "": ".pth" if kind == "esrgan" else ".safetensors"}[extension]

@@ -62,6 +62,7 @@ MODEL_FILE_COMBOS: dict[str, tuple[str, ...]] = {
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name",),
     "LoraLoaderModelOnly": ("lora_name",),
+    "GemDirectSVILoRALoader": ("lora_name",),  # models/loras/svi/
     "UpscaleModelLoader": ("model_name",),
 }
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".pth", ".pt", ".ckpt", ".bin", ".pkl")

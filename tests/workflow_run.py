@@ -39,6 +39,7 @@ MODEL_LOADERS: dict[str, tuple[str, str]] = {
     "UpscaleModelLoader": ("model_name", "upscale_models"),
     "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
     "ImageOnlyCheckpointLoader": ("ckpt_name", "checkpoints"),
+    "GemDirectSVILoRALoader": ("lora_name", "loras/svi"),
 }
 # The other providers' latent node decides the checkpoint's tiny kind (tests/tiny_providers.py).
 PROVIDER_CHECKPOINTS: dict[str, str] = {"SVD_img2vid_Conditioning": "svd_xt", "LTXVImgToVideo": "ltxv"}
@@ -50,6 +51,7 @@ WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "WanVaceToVideo": ("wan21_vace", "wan21_vae"),
     "Wan22FunControlToVideo": ("wan22_fun_control", "wan21_vae"),
     "EmptyHunyuanLatentVideo": ("wan_t2v", "wan21_vae"),
+    "GemDirectSVIContinue": ("wan22_i2v", "wan21_vae"),
 }
 
 
@@ -112,6 +114,9 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             kind = provider_kind(prompt)
             if kind is None:
                 raise ValueError(f"{node['class_type']} '{name}' feeds no known provider latent node")
+        elif node["class_type"] == "GemDirectSVILoRALoader":
+            kind = ("svi_lora_high" if "HIGH" in name.upper() else "svi_lora_low") \
+                + (".gguf" if name.lower().endswith(".gguf") else "")
         else:
             kind = "esrgan"
         wanted.append((folder, name, kind))

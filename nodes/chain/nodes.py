@@ -149,6 +149,11 @@ class GemDirectSceneSave:
                     "Render reads it, so the film is not made from re-encoded H.264. About 10-50 MB per 81-frame "
                     "832x480 scene, 16-110 MB at 1280x720 (docs/render.md). Off: the render reads the MP4 and warns.",
                 }),
+                "latent": ("LATENT", {
+                    "tooltip": "Optional: the sampler's LATENT (before VAE Decode). Its last latent frames are kept "
+                    "as scenes/<id>_latents.safetensors so the next scene can continue in latent space (SVI "
+                    "Continue). Not connected: no latents are kept.",
+                }),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
         }
@@ -158,14 +163,14 @@ class GemDirectSceneSave:
         return float("nan")  # saving writes the ledger: never skip it from the cache
 
     def save(self, frames: Any, scene: Any, run: Any, color_match: str = "off", color_match_strength: float = 1.0,
-             audio: dict | None = None, fit: str = "crop", crf: int = 19, lossless_master: bool = True, prompt=None,
-             extra_pnginfo=None, unique_id=None):
+             audio: dict | None = None, fit: str = "crop", crf: int = 19, lossless_master: bool = True,
+             latent: dict | None = None, prompt=None, extra_pnginfo=None, unique_id=None):
         from .save import prompt_models, save_scene
 
         progress = comfy.Progress(int(frames.shape[0]), node_id=unique_id) if hasattr(frames, "shape") else None
         result = save_scene(run, scene, frames, audio=audio, models=prompt_models(prompt), color_match=color_match,
                             color_match_strength=color_match_strength, fit=fit, crf=crf, progress=progress,
-                            master=bool(lossless_master))
+                            master=bool(lossless_master), latent=latent)
         log.info("[gemDirect] %s", result.report.replace("\n", " | "))
         ui = {"images": [result.preview], "animated": (True,)} if result.preview else {}
         saved = result.frames.to(comfy.intermediate_device())

@@ -272,6 +272,35 @@ def _start_match(run: ledger.Run, start_event: Mapping[str, Any] | None, first: 
     return start_match(start, first), note
 
 
+def _keep_latents(run: ledger.Run, scene_id: str, latent: Any) -> tuple[dict[str, Any] | None, str]:
+    """Keep the scene's last latents (or remove an earlier save's file when no LATENT is connected)."""
+    from ..svi.latents import remove_last_latents, save_last_latents
+
+    if latent is None:
+        removed = remove_last_latents(run, scene_id)
+        return None, "Latents: not kept (no LATENT connected)" + ("; the earlier file was removed" if removed else "")
+    entry = save_last_latents(run, scene_id, latent)
+    return entry, (f"Latents: {entry['Path']} (last {entry['Frames']} of {entry['TotalFrames']} latent frames, "
+                   f"{'x'.join(str(s) for s in entry['Shape'])})")
+
+
+def _svi_facts(run: ledger.Run, scene: Any, warnings: list[str]) -> dict[str, Any] | None:
+    """What SVI Continue did for this attempt (its event), with the scene's planned SVI settings; None off."""
+    from ..svi.engine import continuation_facts, fallback_warning
+
+    facts = continuation_facts(run, scene.id)
+    svi = getattr(scene, "svi", None)
+    if facts is None and (svi is None or not svi.enabled):
+        return None
+    facts = dict(facts or {"Source": None, "Fallback": "SVI Continue did not run for this scene"})
+    facts.update(Enabled=bool(svi is not None and svi.enabled),
+                 LoraStrength=float(svi.lora_strength) if svi is not None else None)
+    warning = fallback_warning(scene, facts)
+    if warning and warning not in warnings:
+        warnings.append(warning)
+    return facts
+
+
 def _failure_record(run: ledger.Run, scene: Any, paths: ledger.ScenePaths, stage: measure.StageMeasurement,
                     start_event: Mapping[str, Any] | None, models: Sequence[str], error: str) -> None:
     source, fallback, notes = _chain_facts(start_event)
@@ -288,7 +317,7 @@ def _failure_record(run: ledger.Run, scene: Any, paths: ledger.ScenePaths, stage
 def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None = None, models: Sequence[str] = (),
                color_match: str = COLOR_MATCH_OFF, color_match_strength: float = 1.0, fit: str = "crop",
                crf: int = 19, progress: Callable[[int], None] | Any | None = None,
-               master: bool = True) -> SceneSaveResult:
+               master: bool = True, latent: Any = None) -> SceneSaveResult:
     """Save ``frames`` (IMAGE [T,H,W,3] float 0..1) as scene ``scene`` (a SCENE) of ``run`` (a RUN).
 
     audio: optional ComfyUI AUDIO, muxed as AAC. models: model file names for telemetry
@@ -296,7 +325,9 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
     (``reinhard``, ``histogram``, ``mkl``) applied towards the story's reference at
     ``color_match_strength`` 0..1. fit: how a reference or previous frame of another size is fitted
     (``crop`` | ``pad``). crf: x264 quality of the scene's MP4. master: keep the lossless master the
-    render reads (False saves disk; the render then reads the MP4 preview and warns).
+    render reads (False saves disk; the render then reads the MP4 preview and warns). latent: the
+    sampler's LATENT; its last latent frames are kept beside the master for SVI continuation
+    (``scenes/<id>_latents.safetensors``, see nodes/svi/latents.py).
     """
     if color_match not in COLOR_MATCH_CHOICES:
         raise ValueError(f"color_match {color_match!r} is not one of {', '.join(COLOR_MATCH_CHOICES)}")
@@ -304,6 +335,10 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
         raise ValueError(f"color_match_strength {color_match_strength} is outside 0..1")
     info = check_scene_in_run(run, scene)
     clip = check_frames(frames)
+    if latent is not None:
+        from ..svi.latents import as_samples
+
+        as_samples(latent)  # a wrong input is refused before anything is written
     paths = ledger.scene_paths(run, scene.id)
     save_start = _save_measurement()
     start_event = scene_start_event(run, scene.id)
@@ -311,7 +346,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
     try:
         result = _save(run, scene, info, clip, paths, start_event, save_start, audio=audio, models=models,
                        color_match=color_match, strength=float(color_match_strength), fit=fit, crf=crf,
-                       progress=progress, master=bool(master))
+                       progress=progress, master=bool(master), latent=latent)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         try:
@@ -336,7 +371,7 @@ def save_scene(run: ledger.Run, scene: Any, frames: Any, *, audio: dict | None =
 def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths: ledger.ScenePaths,
           start_event: Mapping[str, Any] | None, save_start: measure.StageMeasurement, *, audio: dict | None,
           models: Sequence[str], color_match: str, strength: float, fit: str, crf: int,
-          progress: Any, master: bool = True) -> SceneSaveResult:
+          progress: Any, master: bool = True, latent: Any = None) -> SceneSaveResult:
     count, height, width = int(clip.shape[0]), int(clip.shape[1]), int(clip.shape[2])
     warnings = list(getattr(scene, "warnings", ()))
     if (width, height) != (scene.width, scene.height):
@@ -382,6 +417,8 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
     if start_event is not None and start_event.get("end_warning"):
         warnings.append(str(start_event["end_warning"]))  # Chain Start's words, so the record says it too
 
+    latents_entry, latents_note = _keep_latents(run, scene.id, latent)
+    svi_facts = _svi_facts(run, scene, warnings)
     stage = close_stage(run, scene.id, start_event, save_start)
     fields = records.scene_plan_fields(scene)
     fields.update(frame_count=count, width=video.width, height=video.height, warnings=warnings)
@@ -394,6 +431,8 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
         "DriftAfterColorMatch": drift_after.extra() if drift_after else None,
         "Files": {"FirstFrame": ledger.relative_path(run, paths.first_frame),
                   "LastFrame": ledger.relative_path(run, paths.last_frame), "Master": master_path},
+        "Latents": latents_entry,
+        "SVI": svi_facts,
         "Audio": audio is not None,
         "Fingerprint": scene_fingerprint(run.run_dir, scene, start_event, models),  # what made it: staleness
     }
@@ -406,7 +445,8 @@ def _save(run: ledger.Run, scene: Any, info: ledger.StoryInfo, clip: Any, paths:
                                         start_match=match.telemetry() if match else None),
     )
     checked = ledger.record_scene(run, record)
-    report = describe_save(scene, checked, bookend, drift, drift_after, start_event, master_note)
+    report = describe_save(scene, checked, bookend, drift, drift_after, start_event,
+                           "\n".join(n for n in (master_note, latents_note) if n))
     return SceneSaveResult(record=checked, paths=paths, video=video, frames=clip, bookend=bookend, drift=drift,
                            drift_after_match=drift_after, preview=preview_entry(paths.video), report=report,
                            warnings=warnings)

@@ -7,7 +7,9 @@ Two parts:
   ``FPS`` (exact), ``Loras`` [{Name, Strength, and Expert unless "both"}], ``KeyframeSha256``
   (sha256 of the keyframe file's bytes, None without one), ``Chain`` (the story asks this scene
   to start on its predecessor) and ``ControlSha256`` (sha256 of the control zip, None without one;
-  records from before it existed are not compared on it).
+  records from before it existed are not compared on it); an SVI
+  scene adds ``SVI`` {MotionLatentCount, LoraStrength} (absent when SVI is off, so older records keep
+  their PlanSha256).
   ``PlanSha256`` is the sha256 of the canonical JSON of ``Plan``.
 - ``Render``: what is only known when the prompt ran: ``Models`` (model files the prompt loaded),
   ``StartSource`` (keyframe | previous-scene | none), ``PreviousScene``, ``StartSha256`` and
@@ -34,8 +36,9 @@ PLAN_FIELDS = {
     "Prompt": "prompt", "NegativePrompt": "negative", "Seed": "seed", "CFG": "cfg", "Steps": "steps",
     "Width": "width", "Height": "height", "Frames": "length (frames)", "FPS": "fps", "Loras": "loras",
     "KeyframeSha256": "keyframe (file content)", "Chain": "chain", "Motion": "motion",
-    "ControlSha256": "control sequence (zip content)",
+    "ControlSha256": "control sequence (zip content)", "SVI": "svi",
 }
+OPTIONAL_KEYS = ("SVI",)  # present only when on: a side without it means off, so it is always compared
 SHOWN = ("Seed", "CFG", "Steps", "Width", "Height", "Frames", "FPS", "Chain")  # short values shown old -> new
 HASH_BY_CHAIN_START, HASH_BY_SCENE_SAVE = "chain-start", "scene-save"
 
@@ -94,6 +97,9 @@ def plan_fingerprint(scene: Any) -> dict[str, Any]:
     }
     if getattr(scene, "motion", None) is not None:  # SVD only: WAN plans (and their hashes) stay as they were
         plan["Motion"] = int(scene.motion)
+    svi = getattr(scene, "svi", None)
+    if svi is not None and getattr(svi, "enabled", False):
+        plan["SVI"] = svi.fingerprint()
     return plan
 
 
@@ -160,6 +166,13 @@ def plan_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
     """Reasons naming each plan field that differs (only keys both sides have are compared)."""
     reasons = []
     for key, name in PLAN_FIELDS.items():
+        if key in OPTIONAL_KEYS and (key in recorded or key in now) and recorded.get(key) != now.get(key):
+            if recorded.get(key) and now.get(key):
+                reasons.append(f"{name} settings changed")
+            else:
+                reasons.append(f"{name} changed ({'on' if recorded.get(key) else 'off'} -> "
+                               f"{'on' if now.get(key) else 'off'})")
+            continue
         if key not in recorded or key not in now or recorded[key] == now[key]:
             continue
         if key == "CFG" and recorded[key] is not None and now[key] is not None \

@@ -12,7 +12,7 @@ import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..timebase import parse_fps as parse_rate
 from .profiles import PROFILES
@@ -84,6 +84,24 @@ class Transition(_Model):
     easing: Literal["linear", "ease-in", "ease-out", "ease-in-out"] = "ease-in-out"
 
 
+class Svi(_Model):
+    """Stable Video Infinity for a scene (or every scene, in defaults): continue from the previous scene's
+    latents with the SVI LoRAs. Unset fields fall back: scene -> preset -> defaults."""
+
+    enabled: bool | None = None
+    motion_latent_count: Annotated[int, Field(ge=0, le=8, description=(
+        "latent frames of the previous scene carried as motion (SVI uses 1; more freezes motion)"))] | None = None
+    lora_strength: Annotated[float, Field(ge=0.0, le=2.0, description="strength of the SVI LoRAs")] | None = None
+    cfg: Cfg | None = Field(None, description="CFG for SVI scenes that set no cfg of their own")
+
+
+def _svi_shorthand(value: Any) -> Any:
+    return Svi(enabled=value) if isinstance(value, bool) else value
+
+
+SviField = Annotated[Svi | None, BeforeValidator(_svi_shorthand)]
+
+
 class Defaults(_Model):
     preset: str | None = None
     model_profile: str | None = None
@@ -101,6 +119,7 @@ class Defaults(_Model):
     negative: Text | None = None
     duration: Duration | None = None
     transition: Transition | None = None
+    svi: SviField = None
 
     @field_validator("model_profile")
     @classmethod
@@ -130,6 +149,7 @@ class Scene(_Model):
     control: Control | None = None
     transition: Transition | None = None
     chain: bool = True
+    svi: SviField = None  # true/false, or {enabled, motion_latent_count, lora_strength, cfg}
 
     @field_validator("prompt")
     @classmethod

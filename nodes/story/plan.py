@@ -63,6 +63,24 @@ class ControlPlan:
 
 
 @dataclass(frozen=True)
+class SviPlan:
+    """Stable Video Infinity for one scene: continue from the previous scene's last latents with the SVI LoRAs."""
+
+    enabled: bool
+    motion_latent_count: int = 1
+    lora_strength: float = 1.0
+    source: str = "off"  # where ``enabled`` came from: scene | preset | defaults | off
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"MotionLatentCount": self.motion_latent_count, "LoraStrength": self.lora_strength}
+
+
+SVI_OFF = SviPlan(False)
+SVI_VRAM_GB = 0.6  # the HIGH/LOW rank-128 fp16 LoRA pair in VRAM beside the models (docs/svi.md)
+SVI_PROFILES = ("wan22-i2v-14b",)  # the SVI 2.0 Pro LoRAs exist for WAN 2.2 I2V A14B
+
+
+@dataclass(frozen=True)
 class TransitionPlan:
     kind: str  # cut | crossfade | vace
     frames: int  # overlap with the next scene (0 for a cut)
@@ -101,6 +119,7 @@ class ScenePlan:
     next_scene: str | None = None  # id of the scene after this one in play order (None for the last)
     next_keyframe: str | None = None  # absolute path of the next scene's keyframe, if it has one
     motion: int | None = None  # SVD motion_bucket_id (1..1023); None for models without one
+    svi: SviPlan = SVI_OFF  # Stable Video Infinity continuation (docs/svi.md)
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,36 @@ def default_split_step(steps: int) -> int:
     return max(1, (int(steps) + 1) // 2)
 
 
+def _plan_svi(index: int, scene: Scene, story: Story, preset: Preset | None, profile: ModelProfile,
+              warnings: list[str]) -> tuple[SviPlan, float | None]:
+    """The scene's SVI plan and the CFG SVI asks for (None: leave the CFG alone). Layering as everywhere:
+    the scene's ``svi``, then the preset's (when the preset turns SVI on), then the story's ``defaults.svi``."""
+    where = f"scenes[{index - 1}].svi"
+    # A preset turns SVI on (Cinematic); one with it off leaves the story's choice alone, so
+    # ``defaults.svi: true`` works under Fast/Standard too.
+    preset_svi = preset.svi if preset and preset.svi.enabled else None
+    layers = [(scene.svi, "scene"), (preset_svi, "preset"), (story.defaults.svi, "defaults")]
+
+    def pick(name: str) -> tuple[Any, str | None]:
+        for layer, source in layers:
+            value = getattr(layer, name, None) if layer is not None else None
+            if value is not None:
+                return value, source
+        return None, None
+
+    enabled, source = pick("enabled")
+    if not enabled:
+        return SVI_OFF, None
+    plan = SviPlan(True, int(_first(pick("motion_latent_count")[0], 1)), float(_first(pick("lora_strength")[0], 1.0)),
+                   source or "off")
+    if profile.id not in SVI_PROFILES:
+        warnings.append(f"{where}: the SVI LoRAs are made for WAN 2.2 I2V A14B, not {profile.label}; SVI Continue "
+                        "holds the previous latents in the latent instead (continuation by overlap), see docs/svi.md")
+    if index == 1:
+        warnings.append(f"{where}: the first scene has no previous scene; it starts from its anchor")
+    return plan, pick("cfg")[0]
+
+
 def _plan_scene(
     index: int, scene: Scene, story: Story, preset: Preset | None, profile: ModelProfile, slug: str, story_dir: str
 ) -> tuple[ScenePlan, list[StoryIssue]]:
@@ -235,7 +284,8 @@ def _plan_scene(
                 f"({profile.label} needs multiples of {profile.size_multiple})"
             )
 
-    cfg = float(_first(scene.cfg, preset.cfg if preset else None, d.cfg, profile.default_cfg))
+    svi, svi_cfg = _plan_svi(index, scene, story, preset, profile, warnings)
+    cfg = float(_first(scene.cfg, svi_cfg, preset.cfg if preset else None, d.cfg, profile.default_cfg))
     if cfg >= profile.cfg_warn:
         warnings.append(
             f"{where}.cfg = {cfg:g} is {profile.cfg_warn:g} or more; {profile.cfg_warn_reason} "
@@ -319,6 +369,7 @@ def _plan_scene(
         model_profile=profile.id,
         warnings=tuple(warnings),
         motion=None if motion is None else int(motion),
+        svi=svi,
     )
     return plan, issues
 
@@ -378,7 +429,7 @@ def plan_story(loaded: LoadedFile, preset_choice: str = FROM_STORY) -> StoryPlan
         upscale=bool(preset and preset.upscale.enabled),
         upscale_factor=preset.upscale.factor if preset and preset.upscale.enabled else 1.0,
         upscale_method=preset.upscale.method if preset else "lanczos",
-        svi=bool(preset and preset.svi.enabled),
+        svi=any(scene.svi.enabled for scene in scenes),
     )
     return StoryPlan(
         story_id=slug,
@@ -420,13 +471,19 @@ def describe_plan(plan: StoryPlan) -> str:
         lines.append(
             f"  {s.index:>2}. {s.id:<16} {s.width}x{s.height} {s.length:>4} frames @ {float(s.fps):g} fps "
             f"({s.duration_seconds:.2f} s) seed={s.seed} cfg={s.cfg:g} steps={s.steps} split={s.split_step} "
-            f"keyframe={'yes' if s.keyframe else 'no'} chain={'on' if s.chain else 'off'} -> {transition}"
+            f"keyframe={'yes' if s.keyframe else 'no'} chain={'on' if s.chain else 'off'}"
+            + (f" svi=on(m={s.svi.motion_latent_count}, lora={s.svi.lora_strength:g})" if s.svi.enabled else "")
+            + f" -> {transition}"
         )
         if s.loras:
             lines.append("      loras: " + ", ".join(
                 f"{lo.name} x{lo.strength:g}" + ("" if lo.expert == "both" else f" ({lo.expert})") for lo in s.loras))
         if s.control:
             lines.append(f"      control: {s.control.kind} from {os.path.basename(s.control.sequence)}")
+    if plan.post.svi:
+        count = sum(s.svi.enabled for s in plan.scenes)
+        lines.append(f"  SVI: {count} scene(s) continue in latent space; the HIGH/LOW SVI LoRA pair adds about "
+                     f"{SVI_VRAM_GB:g} GB of VRAM (low VRAM: set svi off or use Standard)")
     warnings = list(plan.warnings) + [w for s in plan.scenes for w in s.warnings]
     lines.extend(f"  WARNING: {w}" for w in warnings)
     return "\n".join(lines)

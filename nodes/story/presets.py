@@ -55,6 +55,12 @@ class Feature(_Strict):
     vram_gb: VramGB = 0.0
 
 
+class SviFeature(Feature):
+    motion_latent_count: Annotated[int, Field(ge=0, le=8)] = 1
+    lora_strength: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    cfg: Cfg | None = Field(None, description="CFG of SVI scenes that set none (SVI runs at a lower CFG)")
+
+
 class Vram(_Strict):
     min_gb: Annotated[float, Field(ge=0.0, le=192.0, description="smallest card this preset is meant for")]
     fallback: str | None = Field(None, description="preset to use on smaller cards")
@@ -79,7 +85,7 @@ class Preset(_Strict):
     transition: Transition
     interpolation: Interpolation
     upscale: Upscale
-    svi: Feature
+    svi: SviFeature
     vram: Vram
 
     @field_validator("model_profile")
