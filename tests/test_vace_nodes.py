@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def make_transition(run, loaded, index: int, **settings):
 def test_prep_gives_wan_vace_to_video_its_inputs_from_the_run(run_and_story):
     run, loaded = run_and_story
     prep = node("GemDirectVACEPrep")
-    video_in, masks, length, width, height, vace, prompt, negative, report = prep.prepare(
+    video_in, masks, length, width, height, vace, prompt, _negative, report = prep.prepare(
         2, run=run, story=loaded, context_frames=4, replace_frames=0, new_frames=0)
     assert length == 9 and video_in.shape == (9, 64, 80, 3) and masks.shape == (9, 64, 80)
     assert (width, height) == (80, 64)  # the scenes' 80x64 is already a multiple of 16
@@ -88,7 +89,7 @@ def test_splice_records_the_transition_and_story_render_uses_it(run_and_story):
     run, loaded = run_and_story
     for index in (1, 2):
         (_v, _m, length, *_rest), out = make_transition(run, loaded, index)
-        images, clip, report = out["result"]
+        _images, clip, report = out["result"]
         assert clip.shape[0] == length == 9
         assert "mean Lab difference" in report and "recorded: transitions/" in report
     record = transitions.read_transition(run, "a", "b")
@@ -114,7 +115,7 @@ def test_splice_records_the_transition_and_story_render_uses_it(run_and_story):
     scenes = [nearest_scene(colour) for colour in centre_colours(result.path)]
     # each transition: A's context fading out, the generated (yellow-ish: scene d's colour) frame, B fading in
     assert scenes[:5] == ["a"] * 5 and scenes[-13:] == ["c"] * 13 and "d" in scenes[5:14]
-    metadata = json.loads(open(run.metadata_path, encoding="utf-8").read())
+    metadata = json.loads(Path(run.metadata_path).read_text(encoding="utf-8"))
     assert [j["Clip"] for j in metadata["Post"]["Joins"]] == ["transitions/a--b.mkv", "transitions/b--c.mkv"]
 
 
@@ -134,7 +135,7 @@ def test_a_scene_rendered_again_makes_its_transitions_stale_and_the_render_falls
     assert all("is stale" in j["Reason"] and "Regenerate stale transitions" in j["Reason"] for j in joins)
     assert sum("vace transition" in w and "is stale" in w for w in result.warnings) == 2
     assert "is stale" in result.describe()
-    metadata = json.loads(open(run.metadata_path, encoding="utf-8").read())
+    metadata = json.loads(Path(run.metadata_path).read_text(encoding="utf-8"))
     assert sum("is stale" in w for w in metadata["Warnings"]) == 2
 
     make_transition(run, loaded, 1)  # only the stale ones again: fresh, and used
@@ -170,6 +171,6 @@ def test_two_image_clips_join_without_a_run_and_a_chained_pair_drops_the_duplica
     assert vace.layout.chained and "chained pair" in report and length == 9 and (width, height) == (48, 32)
     assert torch.equal(video_in[-4:], b[1:5]) and prompt == ""
     out = node("GemDirectVACESplice").splice(vace, fake_vace_output(video_in, masks), "off", 0.7)
-    images, clip, _report = out["result"]
+    images, _clip, _report = out["result"]
     assert images.shape[0] == 13 - 4 + 9 + 13 - 5 and torch.equal(images[:9], a[:9])
     assert torch.equal(images[-8:], b[5:])
