@@ -103,6 +103,7 @@ def story_option(path: Path) -> str:
     return f"{story_id(path)}/story.json"
 
 
+VACE_TRANSITION = {"kind": "vace", "frames": 4}  # per scene: a preset's transition beats the story's defaults
 VACE_SCENE_FRAMES = 13  # a chained pair needs (context 4 + replace 0) * 2 + 2 frames for a VACE transition
 
 
@@ -120,10 +121,10 @@ def write_story(folder: Path, sid: str, family: str | None, vace: bool = False) 
         scenes.append({"id": f"s{index + 1}", "title": f"Scene {index + 1}", "prompt": f"the lighthouse at {look}",
                        "frames": VACE_SCENE_FRAMES if vace else SCENE_FRAMES, "steps": STEPS, "width": width,
                        "height": height,
-                       "keyframe": f"keyframes/{look}.png"})
+                       "keyframe": f"keyframes/{look}.png"} | ({"transition": VACE_TRANSITION} if vace else {}))
     story = {"schema": "gemdirect.story/1", "id": sid, "title": f"Integration test {sid}",
              "defaults": {"preset": PRESET.get(family, DEFAULT_PRESET), "cfg": 5.0, "seed": 7,
-                          "transition": {"kind": "vace", "frames": 4} if vace else {"kind": "cut", "frames": 0}},
+                          "transition": {"kind": "cut", "frames": 0}},
              "scenes": scenes}
     path = folder / "story.json"
     path.write_text(json.dumps(story, indent=1), encoding="utf-8")
