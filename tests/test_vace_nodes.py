@@ -174,3 +174,20 @@ def test_two_image_clips_join_without_a_run_and_a_chained_pair_drops_the_duplica
     images, _clip, _report = out["result"]
     assert images.shape[0] == 13 - 4 + 9 + 13 - 5 and torch.equal(images[:9], a[:9])
     assert torch.equal(images[-8:], b[5:])
+
+
+def test_a_colour_match_that_makes_the_difference_larger_is_a_warning_in_the_run(run_and_story):
+    run, loaded = run_and_story
+    prep = node("GemDirectVACEPrep")
+    video_in, _masks, *_rest, vace, _p, _n, _r = prep.prepare(1, run=run, story=loaded, context_frames=4,
+                                                             replace_frames=0, new_frames=0)
+    # the model re-rendered the context as noise, the generated frame close to the context's colour
+    generated = torch.rand(video_in.shape, generator=torch.Generator().manual_seed(1))
+    generated[4] = video_in[:4].mean(0)
+    out = node("GemDirectVACESplice").splice(vace, generated, "mkl", 1.0)
+    record = transitions.read_transition(run, "a", "b")
+    assert record["ColorMatch"]["MeanLabDifferenceAfter"] > record["ColorMatch"]["MeanLabDifferenceBefore"]
+    assert any("moved the generated frames further from their context" in w for w in record["Warnings"])
+    assert "WARNING: the colour match" in out["result"][2]
+    events = Path(run.events_path).read_text(encoding="utf-8")
+    assert "moved the generated frames further" in events

@@ -146,6 +146,10 @@ def finish(prepared: Prepared, generated: Any, *, method: str = splicing.DEFAULT
                                             method=method, strength=strength)
     spliced = splicing.splice(lay, prepared.a, prepared.b, clip)
     warnings = list(prepared.notes) + ([resized] if resized else [])
+    if colour.after > colour.before + 1e-6:  # the generated frames share little with their context (say it)
+        warnings.append(f"the colour match ({method} at {float(strength):g}) moved the generated frames further from "
+                        f"their context (mean Lab difference {colour.before:.2f} -> {colour.after:.2f}): the model "
+                        "changed the content, not only the colour; check the transition, or set color_match to off")
     record = None
     if prepared.run is not None and prepared.from_id and prepared.to_id:
         record = transitions.record_transition(
