@@ -112,6 +112,7 @@ def test_splice_records_the_transition_and_story_render_uses_it(run_and_story):
         ("vace", "transitions/a--b.mkv", 9, 8), ("vace", "transitions/b--c.mkv", 9, 8)]
     expected = sum(LENGTHS[s] for s in "abc") - 2 * 8 + 2 * 9
     assert result.post["FinalFrames"] == expected == result.film.frames
+    assert "a (vace clip 9f) -> b (vace clip 9f) -> c" in result.describe()
     scenes = [nearest_scene(colour) for colour in centre_colours(result.path)]
     # each transition: A's context fading out, the generated (yellow-ish: scene d's colour) frame, B fading in
     assert scenes[:5] == ["a"] * 5 and scenes[-13:] == ["c"] * 13 and "d" in scenes[5:14]
