@@ -31,6 +31,7 @@ from workflow_run import (
     SCENE_SAVE,
     SCENE_SELECT,
     STORY_RENDER,
+    VACE_PREP,
     WorkflowRunError,
     for_scene,
     models_wanted,
@@ -124,6 +125,10 @@ def story_option(path: Path) -> str:
     return f"{story_id(path)}/story.json"
 
 
+VACE_TRANSITION = {"kind": "vace", "frames": 4}  # per scene: a preset's transition beats the story's defaults
+VACE_SCENE_FRAMES = 13  # a chained pair needs (context 4 + replace 0) * 2 + 2 frames for a VACE transition
+
+
 def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
     """A zip of ``frames`` painted control frames (another count and size than the scene's: resampled)."""
     import zipfile
@@ -139,10 +144,12 @@ def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
     return path.name
 
 
-def write_story(folder: Path, sid: str, family: str | None, control: bool = False, svi: bool = False) -> Path:
+def write_story(folder: Path, sid: str, family: str | None, control: bool = False, svi: bool = False,
+                vace: bool = False) -> Path:
     """A small story of SCENES chained scenes with painted keyframes at the family's test size (and, for a
     workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first; for a workflow
-    with SVI nodes, SVI on at the low CFG SVI runs at)."""
+    with SVI nodes, SVI on at the low CFG SVI runs at; for a VACE workflow, longer scenes and every join a vace
+    transition)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -152,8 +159,9 @@ def write_story(folder: Path, sid: str, family: str | None, control: bool = Fals
         look = looks[index % len(looks)]
         demo.paint_keyframe(look, (width, height)).save(folder / "keyframes" / f"{look}.png")
         scenes.append({"id": f"s{index + 1}", "title": f"Scene {index + 1}", "prompt": f"the lighthouse at {look}",
-                       "frames": SCENE_FRAMES, "steps": STEPS, "width": width, "height": height,
-                       "keyframe": f"keyframes/{look}.png"})
+                       "frames": VACE_SCENE_FRAMES if vace else SCENE_FRAMES, "steps": STEPS, "width": width,
+                       "height": height,
+                       "keyframe": f"keyframes/{look}.png"} | ({"transition": VACE_TRANSITION} if vace else {}))
         if control:
             write_control_zip(folder / "control" / f"s{index + 1}.zip", 4, (width * 2, height * 2))
             scenes[-1]["control"] = {"kind": "pose", "sequence": f"control/s{index + 1}.zip"}
@@ -198,7 +206,8 @@ def suite(tmp_path_factory, model_cache):
         write_story(base / "input" / "gemdirect" / story_id(path), story_id(path),
                     (wan_family(prompt) or [provider_kind(prompt)])[0],
                     control=bool(of_type(prompt, "GemDirectControlSequence")),
-                    svi=bool(of_type(prompt, "GemDirectSVIContinue")))
+                    svi=bool(of_type(prompt, "GemDirectSVIContinue")),
+                    vace=bool(of_type(prompt, VACE_PREP)))
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}
@@ -300,12 +309,12 @@ def check_film(server, story_name: str, run_dir: Path, scenes: int, render: dict
     # the joined cut (crossfades overlap frames, a continue drops the repeated first frame), exactly,
     # resampled from the scenes' rate to the film's
     joined = post["Extra"]["JoinedFrames"]
-    taken = sum(join["Frames"] for join in post["Joins"])
+    taken = sum(join["Frames"] - (join.get("Inserted") or 0) for join in post["Joins"])  # a VACE clip puts frames in
     total = sum(s.length for s in rendered)
     assert joined == total - taken, post
     chained = {(a.id, b.id) for a, b in itertools.pairwise(rendered) if b.chain}
     for join in post["Joins"]:  # a chained pair is never blended or shown twice: continue
-        if (join["From"], join["To"]) in chained:
+        if (join["From"], join["To"]) in chained and join["Used"] != "vace":  # a VACE clip made for it replaces
             assert (join["Used"], join["Frames"]) == ("continue", 1), join
     # nodes/interpolate/timing.py: n frames span (n - 1) intervals, so floor((n - 1) x ratio) + 1 come out
     # (the old joined x ratio was off by ratio - 1: fine for 16 -> 24, 3 frames for SVD's 6 -> 24)
@@ -359,6 +368,8 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
     makes_scenes = bool(of_type(prompt, SCENE_SAVE))
     if of_type(prompt, STORY_RENDER) and not makes_scenes:
         render_scenes_first(suite, story, SCENES - 1)
+    if of_type(prompt, VACE_PREP):
+        render_scenes_first(suite, story, SCENES)  # transitions join saved scenes
     started = time.monotonic()
     results = [queue_and_wait(suite, item, SCENE_TIMEOUT) for item in prompts_for(prompt, story, SCENES)]
     record_property("workflow_seconds", round(time.monotonic() - started, 1))
@@ -376,9 +387,38 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
         assert len(runs) == 1, runs
         render = prompt[of_type(prompt, STORY_RENDER)[0]]["inputs"]
         check_film(suite, story, runs[0], SCENES if makes_scenes else SCENES - 1, render)
+    elif of_type(prompt, VACE_PREP):
+        check_vace_transitions(suite, story)
     elif of_type(prompt, SCENE_SELECT):  # previews: one output per scene prompt
         for result in results:
             assert result.entry["outputs"], f"{path.name}: a prompt produced no output"
+
+
+
+def check_vace_transitions(server, story: str) -> None:
+    """Every transition of the story recorded and fresh; the shipped render workflow then uses each clip."""
+    transitions = pack_module("nodes.vace.transitions")
+    ledger = pack_module("nodes.run.ledger")
+    plan = pack_module("nodes.story.plan")
+    runs = run_folders(server.base / "output", story.split("/")[0])
+    assert len(runs) == 1, runs
+    run = ledger.open_run_dir(runs[0])
+    plans = plan.load_and_plan(str(server.base / "input" / "gemdirect" / story), "from story").plan.scenes
+    states = transitions.transition_states(run, plans)
+    assert [s.state for s in states] == ["fresh"] * (SCENES - 1), [s.to_json() for s in states]
+    for a, b in itertools.pairwise(plans):
+        record = transitions.read_transition(run, a.id, b.id)
+        assert record["Layout"]["Chained"] is True and record["Frames"] == record["Layout"]["Length"] == 9, record
+        assert record["Models"] and all(m.endswith((".safetensors", ".gguf")) for m in record["Models"]), record
+    render_path = next(p for p in WORKFLOWS if p.name == "story_render.json")
+    render_prompt = api_prompt(server, render_path)
+    for item in prompts_for(render_prompt, story, SCENES):
+        queue_and_wait(server, item, SCENE_TIMEOUT)
+    render = render_prompt[of_type(render_prompt, STORY_RENDER)[0]]["inputs"]
+    check_film(server, story, runs[0], SCENES, render)
+    post = json.loads((runs[0] / "artifact-metadata.json").read_text(encoding="utf-8"))["Post"]
+    assert [(j["Used"], j["Clip"], j["Inserted"]) for j in post["Joins"]] == [
+        ("vace", f"transitions/{a.id}--{b.id}.mkv", 9) for a, b in itertools.pairwise(plans)], post["Joins"]
 
 
 

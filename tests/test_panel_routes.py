@@ -358,3 +358,18 @@ def test_the_start_match_of_a_chained_scene_is_in_the_run_view(home):
     assert status == 200, body
     assert body["scenes"]["noon"]["start_match"] == {"psnr": 24.5, "ssim": 0.71, "verdict": "fail", "threshold": 28.0}
     assert body["scenes"]["dawn"]["start_match"] is None
+
+
+def test_the_run_view_lists_each_vace_transition_and_the_ones_to_regenerate(home):
+    from vace_helpers import record_clip
+
+    render_demo_scenes(home, ["dawn", "noon", "dusk"])
+    edit_demo(home, lambda raw: raw["scenes"][0].update(transition={"kind": "vace", "frames": 8}))
+    status, body = run_detail(home, name="demo/story.json")
+    assert status == 200, body
+    assert body["transitions"] == [{"index": 1, "from": "dawn", "to": "noon", "state": "missing",
+                                    "reasons": [f"not made in run {home['run'].run_id}"]}]
+    assert body["regenerate_transitions"] == [1]
+    record_clip(home["run"], "dawn", "noon", context=4)
+    _status, body = run_detail(home, name="demo/story.json")
+    assert [t["state"] for t in body["transitions"]] == ["fresh"] and body["regenerate_transitions"] == []

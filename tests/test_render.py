@@ -19,12 +19,12 @@ from render_helpers import (
     load,
     nearest_scene,
     save_all,
-    solid,
     start_run,
     story_dict,
     write_story,
     write_wav,
 )
+from vace_helpers import record_clip
 
 engine = pack_module("nodes.render.engine")
 join = pack_module("nodes.render.join")
@@ -78,14 +78,16 @@ def test_three_scenes_join_by_each_transition_kind_as_planned(comfy_home, kind):
     loaded = load(path)
     run = start_run(path)
     save_all(run, loaded)
-    if kind == "vace with clip":  # both transitions exist as clips, in a colour no scene has
+    if kind == "vace with clip":  # both transitions recorded (9 frames replacing 4 + 4), in a colour no scene has
         for a, b in (("a", "b"), ("b", "c")):
-            video.encode_video(ledger.transition_path(run, a, b), solid("d", N), FPS, crf=10, preset="ultrafast")
+            record_clip(run, a, b, context=4)
 
     result = engine.render_story(run, engine.RenderSettings())
 
     frames = _planned_frames(loaded)
     assert frames == sum(LENGTHS[s] for s in "abc") - (0 if kind == "cut" else 2 * N)
+    if kind == "vace with clip":
+        frames = sum(LENGTHS[s] for s in "abc") - 2 * (4 + 4) + 2 * 9  # each clip: 9 frames for A's last 4, B's first 4
     info = _check_film(result, loaded, frames, FPS, (WIDTH, HEIGHT))
     assert info.has_audio and result.post["AudioKept"] is True
     assert _audio_seconds(result.path) == pytest.approx(frames / FPS, abs=1024 / 48000)
@@ -94,14 +96,18 @@ def test_three_scenes_join_by_each_transition_kind_as_planned(comfy_home, kind):
         assert scenes == ["a"] * 9 + ["b"] * 13 + ["c"] * 17
         assert result.post["TransitionMethod"] == "cut"
     elif kind == "vace with clip":
-        assert scenes == ["a"] * 5 + ["d"] * N + ["b"] * 5 + ["d"] * N + ["c"] * 13
+        assert scenes == ["a"] * 5 + ["d"] * 9 + ["b"] * 5 + ["d"] * 9 + ["c"] * 13
         assert result.post["TransitionMethod"] == "vace" and not result.warnings
+        joins = result.post["Joins"]
+        assert [(j["Used"], j["Frames"], j["Inserted"], j["Clip"]) for j in joins] == [
+            ("vace", 8, 9, "transitions/a--b.mkv"), ("vace", 8, 9, "transitions/b--c.mkv")]
     else:
         assert "d" not in scenes and scenes[0] == "a" and scenes[-1] == "c"
         expected = "crossfade" if kind == "crossfade" else "vace->crossfade"
         assert result.post["TransitionMethod"] == expected
         if kind == "vace without clip":
-            assert len(result.warnings) == 2 and all("no clip at transitions/" in w for w in result.warnings)
+            assert len(result.warnings) == 2 and all("not made in run" in w for w in result.warnings)
+            assert [(j["Clip"], j["Inserted"]) for j in result.post["Joins"]] == [(None, None)] * 2
             metadata = json.loads(_bytes(run.metadata_path))
             assert any("crossfaded 4 frames instead" in w for w in metadata["Warnings"])
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import pack_module
+from vace_helpers import record_clip
 
 engine = pack_module("nodes.render.engine")
 join = pack_module("nodes.render.join")
@@ -113,9 +114,9 @@ def test_a_chained_story_continues_at_every_join_without_stutter_or_ghosting(fol
     assert result.post["TransitionMethod"] == "continue" and result.problems == []
     assert result.post["Joins"] == [
         {"From": "a", "To": "b", "Asked": asked, "Used": "continue", "Frames": 1, "FilmStart": starts[0],
-         "Reason": result.post["Joins"][0]["Reason"]},
+         "Reason": result.post["Joins"][0]["Reason"], "Clip": None, "Inserted": None},
         {"From": "b", "To": "c", "Asked": asked, "Used": "continue", "Frames": 1, "FilmStart": starts[1],
-         "Reason": result.post["Joins"][1]["Reason"]}]
+         "Reason": result.post["Joins"][1]["Reason"], "Clip": None, "Inserted": None}]
     why = "ghosting" if asked == "crossfade" else "stutter"
     assert all(why in j["Reason"] and "first frame is dropped" in j["Reason"] for j in result.post["Joins"])
     assert result.post["Extra"]["Joins"][0] == {"From": "a", "To": "b", "Kind": "continue", "Frames": 1}
@@ -238,16 +239,26 @@ def test_without_ffv1_the_master_is_png_frames_and_renders_exactly(folder, monke
 
 def test_a_chained_pair_with_a_vace_clip_keeps_the_clip(folder):
     run, frames = _render_all(_story(folder, chain=True, transition={"kind": "vace", "frames": 4}))
-    clip = np.full((4, h.HEIGHT, h.WIDTH, 3), 200, np.uint8)
-    video.encode_video(ledger.transition_path(run, "a", "b"), clip, 16, crf=0, preset="ultrafast")
+    record = record_clip(run, "a", "b", context=4, replace=4, chained=True,
+                         frames=np.full((17, h.HEIGHT, h.WIDTH, 3), 200, np.uint8))
+    assert record["Layout"]["Tail"] == 8 and record["Layout"]["Head"] == 9  # B's duplicate first frame once
     film, plan = _joined(run)
-    overlap = film[LENGTHS["a"] - 4:LENGTHS["a"]]
-    assert np.abs(overlap.astype(int) - 200).max() <= 3  # the clip, not a blend of the scenes
-    assert np.array_equal(film[LENGTHS["a"]:LENGTHS["a"] + 5], frames["b"][4:9])
+    tail = LENGTHS["a"] - 8
+    assert np.array_equal(film[:tail], frames["a"][:tail])
+    assert np.abs(film[tail:tail + 17].astype(int) - 200).max() <= 0  # the lossless clip, not a blend
+    assert np.array_equal(film[tail + 17:tail + 17 + 5], frames["b"][9:14])
     assert [s.join for s in plan.segments[:-1]] == ["vace", "continue"]
-    assert plan.frames == sum(LENGTHS.values()) - 4 - 1
-    assert any("vace asked for a chained pair, joined by continue" in w and "no usable VACE clip" in w
-               for w in plan.warnings)
+    assert plan.frames == sum(LENGTHS.values()) - 8 - 9 + 17 - 1
+    assert any("vace asked for a chained pair, joined by continue" in w and "not made in run" in w
+               for w in plan.warnings)  # b -> c has no clip
+
+
+def test_a_transition_made_for_an_unchained_pair_is_not_used_for_a_chained_one(folder):
+    run, _frames = _render_all(_story(folder, chain=True, transition={"kind": "vace", "frames": 4}))
+    record_clip(run, "a", "b", context=4, chained=False)
+    _film, plan = _joined(run)
+    assert plan.segments[0].join == "continue"
+    assert "was made for an unchained pair" in plan.segments[0].reason
 
 
 @pytest.mark.parametrize("chain", [True, False])

@@ -29,6 +29,9 @@ STORY_LOADER = "GemDirectStoryLoader"
 SCENE_SELECT = "GemDirectSceneSelect"
 SCENE_SAVE = "GemDirectSceneSave"
 STORY_RENDER = "GemDirectStoryRender"
+VACE_PREP = "GemDirectVACEPrep"
+# The test story's scenes are 13 frames: the shipped 8 / 8 / 0 would need 33 (see docs/vace.md).
+TEST_VACE_SETTINGS = {"context_frames": 4, "replace_frames": 0, "new_frames": 0}
 
 # Loader -> (widget with the file name, the models/ folder it lists).
 MODEL_LOADERS: dict[str, tuple[str, str]] = {
@@ -206,9 +209,20 @@ def queue_and_wait(server: Any, prompt: Mapping[str, dict], timeout: float) -> P
     return PromptResult(prompt_id, entry, time.monotonic() - started)
 
 
+def for_transition(prompt: Mapping[str, dict], story: str, transition_index: int) -> dict[str, dict]:
+    """The prompt reading ``story`` and making its ``transition_index``-th VACE transition (the test settings)."""
+    out = for_scene(prompt, story, 1)
+    for key in of_type(out, VACE_PREP):
+        out[key]["inputs"].update(TEST_VACE_SETTINGS, transition_index=transition_index)
+    return out
+
+
 def prompts_for(workflow_prompt: Mapping[str, dict], story: str, scene_count: int) -> list[dict]:
     """One prompt per scene in order (Scene Select's index as ``increment`` sets it); a workflow that only
-    renders (a Story Render and no Scene Save) is one prompt."""
+    renders (a Story Render and no Scene Save) is one prompt; a VACE workflow one prompt per join (VACE
+    Prep's index as ``increment`` sets it; every join of the test story is a vace transition)."""
+    if of_type(workflow_prompt, VACE_PREP):
+        return [for_transition(workflow_prompt, story, index) for index in range(1, scene_count)]
     if of_type(workflow_prompt, STORY_RENDER) and not of_type(workflow_prompt, SCENE_SAVE):
         return [for_scene(workflow_prompt, story, scene_count)]
     return [for_scene(workflow_prompt, story, index) for index in range(1, scene_count + 1)]

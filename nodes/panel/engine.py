@@ -342,8 +342,17 @@ def _freshness(run: ledger.Run, name: Any) -> dict[str, Any]:
             raise PanelError(422, f"the scenes' states cannot be worked out: {exc}") from None
         return {"states": None, "regenerate": None, "states_against": compared,
                 "states_error": f"the scenes' states cannot be worked out: {exc}"}
+    from ..vace import transitions
+
+    try:  # each VACE transition's state (fresh | stale | missing): what Regenerate stale transitions queues
+        joins = transitions.transition_states(run, plans, states)
+        found = {"transitions": [state.to_json() for state in joins],
+                 "regenerate_transitions": transitions.regenerate_transitions(joins)}
+    except (ledger.RunError, OSError, ValueError) as exc:
+        found = {"transitions": None, "regenerate_transitions": None,
+                 "transitions_error": f"the transitions' states cannot be worked out: {exc}"}
     return {"states": [state.to_json() for state in states], "regenerate": freshness.regenerate_order(states),
-            "states_against": compared}
+            "states_against": compared, **found}
 
 
 def get_run(story_id: Any, run_id: Any, name: Any = None) -> dict[str, Any]:

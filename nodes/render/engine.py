@@ -90,7 +90,8 @@ class RenderResult:
     def describe(self) -> str:
         """A few lines for the node's text output and the command line."""
         post = self.post
-        order = " -> ".join(f"{s.scene_id}" + (f" ({s.join} {s.overlap_out}f)" if s.overlap_out else
+        order = " -> ".join(f"{s.scene_id}" + (f" (vace clip {s.clip_frames}f)" if s.clip else
+                                                f" ({s.join} {s.overlap_out}f)" if s.overlap_out else
                                                 " (continue)" if s.join == "continue" else "")
                             for s in self.film.segments)
         previews = [s.scene_id for s in self.film.segments if s.source != "master"]

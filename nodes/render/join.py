@@ -2,16 +2,19 @@
 
 A scene's transition says how it joins the **next** scene. A ``cut`` puts the two back to back. A
 ``crossfade`` of N frames overlaps them: the last N frames of scene A and the first N of scene B
-become N blended frames. A ``vace`` transition of N frames uses the clip
-``transitions/<a>--<b>.mp4`` of exactly N frames in place of those N blended frames; without such a
-clip it falls back to the crossfade and says so.
+become N blended frames. A ``vace`` transition uses the fresh transition of the pair that VACE
+Splice recorded in the run (``transitions/<a>--<b>.json`` + its lossless master, see
+``vace.transitions``): A's last ``Tail`` frames and B's first ``Head`` frames are replaced by the
+clip's frames, as the record's layout says. Without a fresh one (missing, stale, made for another
+chaining, or too long for the scenes) it falls back to the crossfade of N frames (a chained pair:
+continue) and says why.
 
 A **chained** pair (B started on A's saved last frame, as B's record proves: :func:`chain_proof`) is
 joined by ``continue`` whatever the story asks: B's first frame, a copy of A's last, is dropped and
 nothing is blended. A cut would show that frame twice (a stutter); a crossfade would blend A[n-k+i]
 with B[i] = A[n-1+i], frames k-1 apart (ghosting, a jump back in time). Either is replaced, with a
 warning; a VACE clip made for the pair is still used. So the film is
-``sum(lengths) - sum(overlaps) - sum(dropped)`` frames long.
+``sum(lengths) - sum(overlaps) - sum(dropped) + sum(VACE clip frames)`` frames long.
 
 Scenes are read from their lossless masters (``scenes/<id>.mkv``, see ``video.master``); a scene
 saved without one is read from its H.264 preview, with a warning.
@@ -32,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from ..run import fingerprint, ledger
-from ..video import probe_video
 from ..video.errors import VideoError
 from ..video.master import iter_source_frames, probe_source
 
@@ -69,6 +71,8 @@ class Segment:
     asked: str = CUT  # the transition the story asks for to the next segment
     reason: str | None = None  # why ``join`` is not ``asked`` (or needs saying), for telemetry
     source: str = SOURCE_MASTER  # master | preview
+    clip_frames: int = 0  # frames of the VACE clip put in after this segment (its tail is ``overlap_out``)
+    clip_relative: str | None = None  # the clip's path relative to the run folder, for telemetry
 
 
 @dataclass
@@ -84,16 +88,18 @@ class FilmPlan:
 
     @property
     def frames(self) -> int:
-        """Frames of the joined film before interpolation: sum(lengths) - sum(overlaps) - sum(dropped)."""
-        return sum(s.frames - s.overlap_out - s.skip_in for s in self.segments)
+        """Frames of the joined film before interpolation: sum(lengths) - sum(overlaps) - sum(dropped) + sum(VACE
+        clip frames)."""
+        return sum(s.frames - s.overlap_out - s.skip_in + s.clip_frames for s in self.segments)
 
     def join_starts(self) -> list[int]:
         """For each join, the film frame where it begins: its first blended frame, or for a cut or a
-        continue the first frame of the next scene shown."""
+        continue the first frame of the next scene shown, for a VACE clip its first frame."""
         starts, position = [], 0
         for segment in self.segments[:-1]:
             position += segment.frames - segment.skip_in - segment.overlap_out
             starts.append(position)
+            position += segment.clip_frames
         return starts
 
     @property
@@ -106,10 +112,17 @@ class FilmPlan:
                 if segment.join == CUT}
 
     def join_records(self) -> list[dict[str, Any]]:
-        """``Post.Joins``: ``{From, To, Asked, Used, Frames, Reason, FilmStart}`` for each join in film order."""
-        return [{"From": a.scene_id, "To": b.scene_id, "Asked": a.asked, "Used": a.join,
-                 "Frames": b.skip_in if a.join == CONTINUE else a.overlap_out, "Reason": a.reason, "FilmStart": start}
-                for a, b, start in zip(self.segments, self.segments[1:], self.join_starts(), strict=False)]
+        """``Post.Joins``: ``{From, To, Asked, Used, Frames, Reason, FilmStart}`` for each join in film order, and
+        for a VACE clip ``Clip`` (its master, relative to the run) and ``Inserted`` (its frames)."""
+        records = []
+        for a, b, start in zip(self.segments, self.segments[1:], self.join_starts(), strict=False):
+            frames = b.skip_in if a.join == CONTINUE else a.overlap_out + (b.skip_in if a.clip else 0)
+            record = {"From": a.scene_id, "To": b.scene_id, "Asked": a.asked, "Used": a.join, "Frames": frames,
+                      "Reason": a.reason, "FilmStart": start}
+            if a.asked == VACE:
+                record.update(Clip=a.clip_relative, Inserted=a.clip_frames if a.clip else None)
+            records.append(record)
+        return records
 
     @property
     def transition_method(self) -> str:
@@ -253,6 +266,15 @@ def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip
 
     order = [scene.id for scene in scenes]
     segments: list[Segment] = []
+    known: dict[str, Any] = {}
+
+    def states() -> dict[str, Any]:  # the scenes' freshness, computed once, only when a vace join asks
+        if not known:
+            from ..run.freshness import scene_states
+
+            known.update({state.scene: state for state in scene_states(run, scenes)})
+        return known
+
     incoming = skip = 0  # frames of this segment's head taken by the previous join (overlap or dropped)
     for position, ((scene, path, source, _record), info) in enumerate(zip(usable, infos, strict=True)):
         transition = scene.transition
@@ -273,35 +295,49 @@ def plan_film(run: ledger.Run, scenes: Sequence[Any], *, on_missing: str = "skip
             else:
                 join, overlap, clip, reason, next_skip = _join_pair(
                     run, scene, following, transition, info.frames - incoming - skip,
-                    infos[position + 1].frames, chained, warnings)
+                    infos[position + 1].frames, chained, warnings, states)
                 if not_proven:
                     reason = f"not joined as chained: {not_proven}" + (f"; {reason}" if reason else "")
         segments.append(Segment(scene.id, path, info.frames, fps, info.width, info.height, join, overlap,
-                                transition.easing if overlap else "linear", clip, skip, transition.kind, reason,
-                                source))
-        incoming, skip = overlap, next_skip
+                                transition.easing if overlap and clip is None else "linear",
+                                clip.path if clip else None, skip, transition.kind, reason, source,
+                                clip.frames if clip else 0, clip.relative if clip else None))
+        incoming, skip = (0 if clip else overlap), next_skip
     skipped = [scene.id for scene in scenes if scene.id not in {s.scene_id for s in segments}]
     return FilmPlan(segments, fps, width, height, warnings, skipped)
 
 
+@dataclass(frozen=True)
+class _Clip:
+    """A fresh VACE transition that fits: its master, its frames, and the scene frames it replaces."""
+
+    path: str
+    relative: str
+    frames: int
+    tail: int  # A's last frames it replaces
+    head: int  # B's first frames it replaces
+
+
 def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, available: int, next_frames: int,
-               chained: bool, warnings: list[str]) -> tuple[str, int, str | None, str | None, int]:
-    """``(join, overlap, clip, reason, frames of the next scene dropped)`` for two adjacent scenes.
+               chained: bool, warnings: list[str],
+               states: Any = None) -> tuple[str, int, _Clip | None, str | None, int]:
+    """``(join, overlap, VACE clip, reason, frames of the next scene dropped)`` for two adjacent scenes.
 
     ``available``: this scene's frames not yet taken by the previous join; ``next_frames``: the next
-    scene's frames. Appends the warnings the choice needs.
+    scene's frames. For a VACE clip ``overlap`` is A's tail and the frames dropped B's head. ``states``:
+    a callable giving the run's SceneStates by id (for the transition's freshness). Appends the
+    warnings the choice needs.
     """
     asked, pair = transition.kind, f"'{scene.id}' -> '{following.id}'"
-    clip = reason = None
-    if asked == VACE and transition.frames:
-        _kind, clip, problem = _vace_clip(run, scene.id, following.id, int(transition.frames))
-        if clip is None and not chained:
-            warnings.append(problem)
-            reason = problem
+    reason = None
+    if asked == VACE:
+        clip, problem = _vace_clip(run, scene, following, available, next_frames, chained, states)
+        if clip is not None:
+            return VACE, clip.tail, clip, None, clip.head
+        warnings.append(problem)
+        reason = problem
     room = min(available, next_frames) - 1
-    if chained and clip is not None and int(transition.frames) > room:
-        clip = None  # a clip that does not fit whole would become a crossfade: a chained pair continues instead
-    if chained and clip is None:
+    if chained:
         if next_frames < 2:
             reason = f"'{following.id}' has one frame: dropping it would leave nothing; cut instead of continue"
             warnings.append(f"{pair}: chained, but {reason}")
@@ -311,7 +347,7 @@ def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, ava
                VACE: "there is no usable VACE clip, and its crossfade fallback would blend frames that lie far "
                      "apart in time (ghosting)"}[asked]
         reason = (f"'{following.id}' started on '{scene.id}''s saved last frame (chained): its first frame is "
-                  f"dropped, nothing blended; {why}")
+                  f"dropped, nothing blended; {why}") + (f" ({reason})" if reason else "")
         warnings.append(f"{pair}: {asked} asked for a chained pair, joined by continue instead: {reason}")
         return CONTINUE, 0, None, reason, 1
     if asked == CUT:
@@ -325,35 +361,43 @@ def _join_pair(run: ledger.Run, scene: Any, following: Any, transition: Any, ava
     if not overlap:
         return CUT, 0, None, reason, 0
     if asked == VACE:
-        if clip is not None and overlap == int(transition.frames):
-            return VACE, overlap, clip, reason, 0
-        if clip is not None:  # the clip was made for the full overlap: not stretched
-            text = (f"vace transition {pair}: the clip holds {transition.frames} frames, the overlap "
-                    f"{overlap}; crossfaded")
-            warnings.append(text)
-            reason = f"{reason}; {text}"
         return f"{VACE}->{CROSSFADE}", overlap, None, reason, 0
     return CROSSFADE, overlap, None, reason, 0
 
 
-def _vace_clip(run: ledger.Run, from_id: str, to_id: str, overlap: int) -> tuple[str, str | None, str | None]:
-    """``(join kind, clip path, None)`` for a VACE transition whose clip is there and fits, else
-    ``(vace->crossfade, None, what is wrong)``."""
-    path = ledger.transition_path(run, from_id, to_id)
-    relative = ledger.relative_path(run, path)
-    fallback = f"{VACE}->{CROSSFADE}"
-    if not os.path.isfile(path):
-        return fallback, None, (f"vace transition '{from_id}' -> '{to_id}': no clip at {relative}; crossfaded "
-                                f"{overlap} frames instead (render the transition with the VACE nodes to use it)")
+def _vace_clip(run: ledger.Run, scene: Any, following: Any, available: int, next_frames: int, chained: bool,
+               states: Any) -> tuple[_Clip | None, str | None]:
+    """``(clip, None)`` for a fresh VACE transition of the pair that fits, else ``(None, what is wrong)``."""
+    from ..vace import transitions
+
+    pair = f"vace transition '{scene.id}' -> '{following.id}'"
+    fallback = f"crossfaded {scene.transition.frames} frames instead" if not chained else "continued instead"
+    state = transitions.transition_state(run, 0, scene, following, states() if states else {})
+    if state.state == transitions.MISSING:
+        return None, (f"{pair}: {'; '.join(state.reasons)}; {fallback} (make it with VACE Prep + VACE Splice: "
+                      "the panel's Generate queues every transition)")
+    if state.state == transitions.STALE:
+        return None, (f"{pair} is stale: {'; '.join(state.reasons)}; {fallback} (the panel's Regenerate stale "
+                      "transitions makes it again)")
+    record = transitions.read_transition(run, scene.id, following.id) or {}
+    layout = record.get("Layout") or {}
+    tail, head = int(layout.get("Tail") or 0), int(layout.get("Head") or 0)
+    if bool(layout.get("Chained")) != chained:
+        made = "a chained" if layout.get("Chained") else "an unchained"
+        return None, f"{pair} was made for {made} pair, the scenes now are not; {fallback} (make it again)"
+    if tail > available - 1 or head > next_frames - 1:
+        return None, (f"{pair} replaces {tail} + {head} frames, the scenes' files allow {available - 1} + "
+                      f"{next_frames - 1}; {fallback} (lower context/replace frames or lengthen the scenes)")
+    relative = str((record.get("Video") or {}).get("Master"))
+    path = ledger.resolve_in_run(run.run_dir, relative)
     try:
-        info = probe_video(path)
+        info = probe_source(path)
     except VideoError as exc:
-        return fallback, None, f"vace transition '{from_id}' -> '{to_id}': {exc}; crossfaded instead"
-    if info.frames != overlap:
-        return fallback, None, (f"vace transition '{from_id}' -> '{to_id}': {relative} holds {info.frames} frames "
-                                f"but the transition overlaps {overlap}; crossfaded instead (render the clip with "
-                                f"{overlap} frames)")
-    return VACE, path, None
+        return None, f"{pair}: {exc}; {fallback}"
+    if info.frames != int(record.get("Frames") or -1):
+        return None, (f"{pair}: {relative} holds {info.frames} frames, its record says {record.get('Frames')}; "
+                      f"{fallback} (make it again)")
+    return _Clip(path, relative, info.frames, tail, head), None
 
 
 # --------------------------------------------------------------------------- the frame stream
@@ -406,22 +450,20 @@ def joined_frames(film: FilmPlan, chunk_size: int = 8) -> Iterator[Any]:
         if index + 1 < len(film.segments):
             following = film.segments[index + 1]
             upcoming = _frames_of(following.path, film.width, film.height)
-            for _ in range(following.skip_in):  # a continue: the next scene's first frame is this one's last
+            for _ in range(following.skip_in):  # a continue's repeated frame, or the head a VACE clip replaces
                 _take(upcoming, f"scene '{following.scene_id}'")
-            clip = _frames_of(segment.clip, film.width, film.height) if segment.clip else None
-            weights = crossfade_weights(segment.overlap_out, segment.easing)
-            for weight in weights:
+            if segment.clip:  # A's tail is replaced: not read, the clip's frames go in
+                clip = _frames_of(segment.clip, film.width, film.height)
+                for _ in range(segment.clip_frames):
+                    yield from emit(_take(clip, f"transition clip {os.path.basename(segment.clip)}"))
+                clip.close()
+            for weight in crossfade_weights(0 if segment.clip else segment.overlap_out, segment.easing):
                 outgoing = _take(current, label)
                 entering = _take(upcoming, f"scene '{following.scene_id}'")
-                if clip is not None:
-                    yield from emit(_take(clip, f"transition clip {os.path.basename(segment.clip)}"))
-                else:
-                    yield from emit(outgoing * (1.0 - weight) + entering * weight)
+                yield from emit(outgoing * (1.0 - weight) + entering * weight)
             current.close()
-            if clip is not None:
-                clip.close()
             current = upcoming
-            incoming = segment.overlap_out + following.skip_in
+            incoming = (0 if segment.clip else segment.overlap_out) + following.skip_in
     current.close()
     if filled:
         yield torch.from_numpy(buffer[:filled].copy())
@@ -433,7 +475,7 @@ def scene_spans(film: FilmPlan) -> list[dict[str, Any]]:
     spans, position = [], 0
     for segment in film.segments:
         spans.append({"scene": segment.scene_id, "start": position, "end": position + segment.frames - segment.skip_in})
-        position += segment.frames - segment.skip_in - segment.overlap_out
+        position += segment.frames - segment.skip_in - segment.overlap_out + segment.clip_frames
     return spans
 
 

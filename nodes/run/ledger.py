@@ -10,7 +10,8 @@ Layout (``<root>`` is ``<ComfyUI output>/gemdirect``)::
         scenes/<scene-id>.json                one record per scene (artifact-metadata Scenes[] shape)
         scenes/<scene-id>.mp4, <scene-id>_first.png, <scene-id>_last.png
         scenes/<scene-id>.mkv (lossless master; or the PNG folder <scene-id>_frames/)
-        transitions/<from-id>--<to-id>.mp4
+        transitions/<from-id>--<to-id>.mkv, .mp4, .json  (VACE transitions: master, preview, record;
+                                              see vace/transitions.py)
         final/post.json, final/<story-id>.mp4
         artifact-metadata.json, run-summary.txt  (written by the telemetry writer)
 

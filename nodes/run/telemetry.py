@@ -187,11 +187,17 @@ class JoinTelemetry(_Model):
     To: str = Field(description="scene id after the join")
     Asked: str = Field(description="the transition the story asks for: cut, crossfade or vace")
     Used: str = Field(description="what the film got: cut, continue, crossfade, vace or vace->crossfade")
-    Frames: int = Field(ge=0, description="frames the join takes from the film: the overlap (crossfade, vace) "
-                        "or the frames of To dropped (continue: 1); 0 for a cut")
+    Frames: int = Field(ge=0, description="frames the join takes from the scenes: the overlap (crossfade), "
+                        "the frames of To dropped (continue: 1), From's tail + To's head a VACE clip replaces "
+                        "(Inserted frames go in instead); 0 for a cut")
     Reason: str | None = Field(description="why Used differs from Asked (or why it is what it is), null when equal")
     FilmStart: int = Field(ge=0, description="film frame (0-based, before interpolation) where the join begins: "
                            "its first blended frame, or To's first frame shown for a cut or continue")
+    # the VACE joiner's (vace joins only)
+    Clip: str | None = Field(None, description="vace: the transition master used (relative to the run folder), "
+                             "null when none was usable (Reason says why)")
+    Inserted: int | None = Field(None, ge=0, description="vace: frames of the transition clip put in place of "
+                                 "Frames frames of From's tail and To's head (null without a clip)")
 
 
 class StaleScene(_Model):

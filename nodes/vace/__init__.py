@@ -1,1 +1,2 @@
-"""The vace room: colour matching of clips (``colour``) and, to come, VACE transition prep and splicing."""
+"""The vace room: colour matching of clips (``colour``) and the VACE joiner: frame accounting (``layout``),
+the splice (``splice``), the two node steps (``joiner``) and transitions in the run ledger (``transitions``)."""

@@ -4,11 +4,15 @@
 
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
+import { bypassedKinds, queueItems } from "./lib/queue.js";
 import { renderMutes } from "./lib/regenerate.js";
 import { SETTINGS, StoryPanel } from "./panel/panel.js";
 
 const SCENE_SELECT = "GemDirectSceneSelect";
 const STORY_RENDER = "GemDirectStoryRender";
+const SCENE_SAVE = "GemDirectSceneSave";
+const VACE_PREP = "GemDirectVACEPrep";
+const VACE_SPLICE = "GemDirectVACESplice";
 const RENDER_AFTER_LAST = "after the last scene"; // Story Render's `when` choice (nodes/render/nodes.py)
 
 function setting(id, fallback) {
@@ -28,53 +32,77 @@ const nodesOfType = (type) => (app.graph ? app.graph._nodes || app.graph.nodes |
 let queuedIds = [];
 
 const NEVER = 2; // litegraph's "Never" mode: graphToPrompt leaves the node out of the prompt
+const BYPASS = 4; // litegraph's "Bypass": left out, its inputs passed on to its outputs of the same type
 const isOutputNode = (node) => Boolean(node.constructor && node.constructor.nodeData && node.constructor.nodeData.output_node);
 const outputsLinked = (node) => (node.outputs || []).some((o) => o.links && o.links.length);
 
-/** Queue the open workflow once per scene: SceneSelect's scene_index = indices[i] (default i + 1).
+/** Queue the open workflow once per scene (Scene Select's scene_index = indices[i], default i + 1), then
+ * once per VACE transition (VACE Prep's transition_index), see lib/queue.js: a scene prompt bypasses
+ * VACE Splice, a transition prompt bypasses Scene Save (its RUN passes through to Story Render).
  * Story Render nodes are set to "after the last scene", and are left out of every prompt but the last
  * (unless something uses their outputs or nothing else would be an output node), so the film is made
  * once, by the last prompt: an extra render-only prompt would run the whole graph again (Run
  * re-executes on every prompt, so nothing downstream of it comes from ComfyUI's cache), and in a run
  * whose scenes all exist already (re-generating, Regenerate stale) every prompt would render it. */
-async function generate({ scenes, indices, onQueued, isCancelled }) {
+async function generate({ scenes, indices, transitions = [], onQueued, isCancelled }) {
   const selects = nodesOfType(SCENE_SELECT);
-  if (!selects.length) throw new Error(`the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows`);
+  const preps = nodesOfType(VACE_PREP);
+  const saves = nodesOfType(SCENE_SAVE);
+  const { items, skipped } = queueItems({ scenes, indices, transitions,
+    graph: { makesScenes: !(preps.length && !saves.length), makesTransitions: preps.length > 0 } });
+  const skippedNote = skipped.length ? ` (${skipped.join("; ")})` : "";
+  if (!items.length) return { queued: 0, rendered: false, message: `Nothing queued${skippedNote}` };
+  if (items.some((item) => item.kind === "scene") && !selects.length) {
+    throw new Error(`the open workflow has no Scene Select (gemDirect) node; open one of the pack's example workflows`);
+  }
   const widgets = selects.map((node) => node.widgets.find((w) => w.name === "scene_index"));
-  const controls = selects.map((node) => node.widgets.find((w) => w.name === "control_after_generate"));
-  const saved = { index: widgets.map((w) => w.value), control: controls.map((w) => w && w.value) };
+  const controls = [...selects, ...preps].map((node) => node.widgets.find((w) => w.name === "control_after_generate"));
+  const prepWidgets = preps.map((node) => node.widgets.find((w) => w.name === "transition_index"));
+  const saved = { index: widgets.map((w) => w.value), control: controls.map((w) => w && w.value),
+    transition: prepWidgets.map((w) => w.value) };
+  const byKind = { scene: saves, transition: nodesOfType(VACE_SPLICE) };
+  const bypassable = [...byKind.scene, ...byKind.transition];
+  const savedBypass = bypassable.map((node) => node.mode);
   const renders = nodesOfType(STORY_RENDER);
   const whens = renders.map((node) => node.widgets.find((w) => w.name === "when")).filter(Boolean);
   const savedWhen = whens.map((w) => w.value);
   const savedModes = renders.map((node) => node.mode);
   const allNodes = app.graph ? app.graph._nodes || app.graph.nodes || [] : [];
   const otherOutput = allNodes.some((n) => n.type !== STORY_RENDER && n.mode === 0 && isOutputNode(n));
-  const mutes = renderMutes(renders.map((n) => ({ id: n.id, linked: outputsLinked(n), mode: n.mode })), scenes.length, otherOutput);
+  const mutes = renderMutes(renders.map((n) => ({ id: n.id, linked: outputsLinked(n), mode: n.mode })), items.length, otherOutput);
   queuedIds = [];
   const queue = async () => {
     const prompt = await app.graphToPrompt();
     const result = await api.queuePrompt(0, prompt);
     if (result && result.prompt_id) queuedIds.push(result.prompt_id);
   };
+  const counts = { scene: 0, transition: 0 };
   try {
     controls.forEach((w) => { if (w) w.value = "fixed"; });
     whens.forEach((w) => { w.value = RENDER_AFTER_LAST; });
-    for (let i = 0; i < scenes.length; i++) {
-      if (isCancelled()) return { queued: i, rendered: false, message: `Cancelled after ${i} scene(s)` };
-      const index = indices && indices[i] !== undefined ? indices[i] : i + 1;
-      widgets.forEach((w) => { w.value = index; });
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      if (isCancelled()) return { queued: i, rendered: false, message: `Cancelled after ${i} prompt(s)` };
+      if (item.kind === "scene") widgets.forEach((w) => { w.value = item.index; });
+      else prepWidgets.forEach((w) => { w.value = item.index; });
+      const off = bypassedKinds(item).flatMap((kind) => byKind[kind]);
+      bypassable.forEach((node, k) => { node.mode = off.includes(node) ? BYPASS : savedBypass[k]; });
       renders.forEach((node, k) => { node.mode = mutes[i].includes(node.id) ? NEVER : savedModes[k]; });
       await queue();
-      onQueued(i + 1, scenes[i]);
+      counts[item.kind] += 1;
+      onQueued(i + 1, item.id, item);
     }
     const rendered = whens.length > 0;
-    const message = rendered ? `Queued ${scenes.length} scenes; the last one also renders the film`
-      : `Queued ${scenes.length} scenes`;
-    return { queued: scenes.length, rendered, message };
+    const what = [counts.scene ? `${counts.scene} scenes` : "", counts.transition ? `${counts.transition} VACE transitions` : ""]
+      .filter(Boolean).join(", then ");
+    const message = (rendered ? `Queued ${what}; the last one also renders the film` : `Queued ${what}`) + skippedNote;
+    return { queued: items.length, rendered, message };
   } finally {
     renders.forEach((node, k) => { node.mode = savedModes[k]; });
+    bypassable.forEach((node, k) => { node.mode = savedBypass[k]; });
     whens.forEach((w, k) => { w.value = savedWhen[k]; });
     widgets.forEach((w, k) => { w.value = saved.index[k]; });
+    prepWidgets.forEach((w, k) => { w.value = saved.transition[k]; });
     controls.forEach((w, k) => { if (w) w.value = saved.control[k]; });
     app.graph.setDirtyCanvas(true, true);
   }

@@ -16,6 +16,7 @@
 
 import { storyEdl } from "../lib/edl.js";
 import { generateGate, healthItems } from "../lib/health.js";
+import { staleTransitionsPlan, vaceTransitions } from "../lib/queue.js";
 import { regeneratePlan } from "../lib/regenerate.js";
 import { acceptSuggestion, suggestPrompt } from "../lib/suggest.js";
 import {
@@ -305,11 +306,19 @@ export class StoryPanel {
 
   // ------------------------------------------------------------------ generate
 
-  /** Queue every scene of the story, one prompt each (Scene Select's scene_index 1..N). */
+  /** Queue every scene of the story, one prompt each (Scene Select's scene_index 1..N), then every VACE
+   * transition (VACE Prep's transition_index 1..M); the last prompt renders the film. */
   async generate() {
     if (!this.storyDoc) return;
     const scenes = this.storyDoc.scenes.map((s) => s.id);
-    return this.queueScenes(scenes, scenes.map((_, i) => i + 1));
+    return this.queueScenes(scenes, scenes.map((_, i) => i + 1), vaceTransitions(this.storyDoc));
+  }
+
+  /** Queue exactly the run's stale and missing VACE transitions, as one action. */
+  async regenerateTransitions() {
+    const plan = staleTransitionsPlan(this.storyDoc, this.run);
+    if (!plan.enabled) return this.fail(plan.reason);
+    return this.queueScenes([], [], plan.transitions);
   }
 
   /** Queue exactly the run's stale, missing and failed scenes, in play order, the way Generate does. */
@@ -319,7 +328,7 @@ export class StoryPanel {
     return this.queueScenes(plan.scenes, plan.indices);
   }
 
-  async queueScenes(scenes, indices) {
+  async queueScenes(scenes, indices, transitions = []) {
     if (!this.host.generate || !this.storyDoc) return;
     const gate = generateGate(this.health);
     if (!gate.enabled) return this.fail(gate.reason);
@@ -328,14 +337,17 @@ export class StoryPanel {
     this.clearError();
     this.renderActions();
     try {
+      const total = scenes.length + transitions.length;
       const result = await this.host.generate({
         scenes,
         indices,
+        transitions,
         isCancelled: () => this.cancelled,
-        onQueued: (index, sceneId) => {
+        onQueued: (index, sceneId, item) => {
+          if (item && item.kind === "transition") return this.note(`Queued transition ${sceneId} (${index} of ${total})`);
           this.live = applySceneEvent(this.live, { scene_id: sceneId, state: "queued", message: "queued from the panel" });
           this.renderTimeline();
-          this.note(`Queued scene ${index} of ${scenes.length}`);
+          this.note(`Queued scene ${index} of ${total}`);
         },
       });
       this.note(result && result.message ? result.message : "Queued");
@@ -506,6 +518,8 @@ export class StoryPanel {
     const generate = el("button", { class: "gd-primary gd-generate", text: "Generate", onclick: () => this.generate() });
     const cancel = el("button", { class: "gd-cancel", text: "Cancel", disabled: true, onclick: () => this.cancel() });
     const regenerate = el("button", { class: "gd-regenerate", text: "Regenerate stale", disabled: true, onclick: () => this.regenerate() });
+    const regenerateTransitions = el("button", { class: "gd-regenerate-transitions", text: "Regenerate stale transitions",
+      disabled: true, onclick: () => this.regenerateTransitions() });
     const fileInput = el("input", { type: "file", accept: ".json,application/json", style: { display: "none" },
       onchange: (e) => { this.importFile(e.target.files[0]); e.target.value = ""; } });
     this.els = {
@@ -513,7 +527,7 @@ export class StoryPanel {
       run: el("select", { class: "gd-run", title: "Runs of this story, newest first", onchange: (e) => this.openRun(e.target.value) }),
       health: el("div", { class: "gd-health", role: "status" }),
       reason: el("div", { class: "gd-reason" }),
-      generate, cancel, regenerate, fileInput,
+      generate, cancel, regenerate, regenerateTransitions, fileInput,
       note: el("span", { class: "gd-note", "aria-live": "polite" }),
       error: el("div", { class: "gd-error", role: "alert" }),
       summary: el("div", { class: "gd-note gd-summary" }),
@@ -524,7 +538,7 @@ export class StoryPanel {
       el("div", { class: "gd-row" }, el("b", { text: "Story" }), this.els.story, this.els.run,
         el("button", { text: "↻", title: "Refresh", onclick: () => this.refresh(true) })),
       this.els.health, this.els.reason,
-      el("div", { class: "gd-row" }, generate, regenerate, cancel,
+      el("div", { class: "gd-row" }, generate, regenerate, regenerateTransitions, cancel,
         el("button", { text: "Export JSON", onclick: () => this.exportStory("json") }),
         el("button", { text: "Export EDL", onclick: () => this.exportStory("edl") }),
         el("button", { text: "Import…", onclick: () => fileInput.click() }), fileInput, this.els.note),
@@ -559,6 +573,13 @@ export class StoryPanel {
     regen.title = !gate.enabled ? gate.reason.replace(/^Generate is off/, "Regenerate stale is off")
       : plan.enabled ? `Queue ${plan.scenes.length} scene(s) again, in play order:\n${plan.title}` : plan.reason;
     regen.dataset.scenes = plan.scenes.join(",");
+    const joins = staleTransitionsPlan(this.storyDoc, this.run);
+    const regenJoins = this.els.regenerateTransitions;
+    regenJoins.disabled = !gate.enabled || !joins.enabled || !this.host.generate || this.generating;
+    regenJoins.textContent = joins.enabled ? `Regenerate stale transitions (${joins.transitions.length})` : "Regenerate stale transitions";
+    regenJoins.title = !gate.enabled ? gate.reason.replace(/^Generate is off/, "Regenerate stale transitions is off")
+      : joins.enabled ? `Queue ${joins.transitions.length} VACE transition(s) again:\n${joins.title}` : joins.reason;
+    regenJoins.dataset.transitions = joins.transitions.map((t) => t.index).join(",");
     this.els.cancel.disabled = !this.generating && !Object.values(this.live).some((s) => ["queued", "rendering"].includes(s.state));
   }
 
