@@ -31,6 +31,7 @@ from ..story.load import (
 from ..story.model import story_slug
 from ..story.nodes import NO_STORIES, list_stories, stories_folder
 from ..story.plan import LoadedStory, StoryPlan, load_and_plan, plan_story
+from . import assistant
 from .edl import EdlEvent, write_edl
 
 MAX_BODY_BYTES = MAX_STORY_BYTES + 64 * 1024  # a story plus its envelope ({"story": ..., "base_hash": ...})
@@ -402,6 +403,37 @@ def scene_video_file(story_id: Any, run_id: Any, scene_id: Any) -> str:
     if not os.path.isfile(video):
         raise PanelError(404, f"scene {scene_id!r} has no video in run {run.run_id} yet")
     return confined(video)
+
+
+def film_file(story_id: Any, run_id: Any) -> str:
+    """The run's finished film (``final/<story-id>.mp4``), for the timeline's preview monitor."""
+    run = open_story_run(story_id, run_id)
+    film = ledger.final_video_path(run)
+    if not os.path.isfile(film):
+        raise PanelError(404, f"run {run.run_id} has no film yet; a Story Render makes it")
+    return confined(film)
+
+
+# --------------------------------------------------------------------------- assistant
+
+
+def assist(body: Any) -> dict[str, Any]:
+    """Ask the assistant endpoint for one scene's prompt, negative and camera move. Reads the story,
+    writes nothing. Body: {"name", "scene", "endpoint", "model", "timeout"?}."""
+    body = _body_object(body, '{"name": "demo/story.json", "scene": "dawn", "endpoint": "http://...", "model": "..."}')
+    story = get_story(body.get("name"))
+    scene = _check_id("scene", body.get("scene"), ledger.check_scene_id)
+    timeout = body.get("timeout", assistant.DEFAULT_TIMEOUT_SECONDS)
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not number or not 0 < timeout <= assistant.MAX_TIMEOUT_SECONDS:
+        raise PanelError(400, f"timeout must be seconds in (0, {assistant.MAX_TIMEOUT_SECONDS:g}]",
+                         [{"path": "timeout", "message": "not a number of seconds in range"}])
+    try:
+        proposal = assistant.suggest(story["story"], scene, body.get("endpoint"), body.get("model") or "",
+                                     float(timeout))
+    except assistant.AssistantError as exc:
+        raise PanelError(exc.status, f"story assistant: {exc}") from None
+    return {**proposal, "name": story["name"], "hash": story["hash"]}
 
 
 # --------------------------------------------------------------------------- export
