@@ -378,17 +378,20 @@ def _scene_of(path: str, scene_id: str) -> tuple[LoadedStory, Any]:
                      f"{', '.join(s.id for s in loaded.plan.scenes)})")
 
 
-def thumbnail_file(name: Any, scene_id: Any, run_id: Any = None) -> str:
-    """The picture for a scene's card: the run's last frame once rendered, else the scene's keyframe.
-    404 when neither exists (the card then shows its title only)."""
+def thumbnail_file(name: Any, scene_id: Any, run_id: Any = None, frame: Any = None) -> str:
+    """The picture for a scene's card: the run's last frame (``frame="first"``: its first frame) once
+    rendered, else the scene's keyframe. 404 when neither exists (the card then shows its title only)."""
+    if frame not in (None, "", "first", "last"):
+        raise PanelError(400, "frame must be first or last", [{"path": "frame", "message": "use first or last"}])
     path = story_file(name)
     scene_id = _check_id("scene", scene_id, ledger.check_scene_id)
     loaded, scene = _scene_of(path, scene_id)
     if run_id:
         run = open_story_run(loaded.plan.story_id, run_id)
-        last = ledger.scene_paths(run, scene_id).last_frame
-        if os.path.isfile(last):
-            return confined(last)
+        paths = ledger.scene_paths(run, scene_id)
+        rendered = paths.first_frame if frame == "first" else paths.last_frame
+        if os.path.isfile(rendered):
+            return confined(rendered)
     keyframe = scene.keyframe  # the planner resolved it inside the story's folder
     if keyframe and os.path.isfile(keyframe) and os.path.splitext(keyframe)[1].lower() in IMAGE_TYPES:
         return confined(keyframe)

@@ -6,7 +6,7 @@ GET      /gemdirect/story?name=demo/story.json                       story + pla
 PUT      /gemdirect/story?name=...   {"story": {...}, "base_hash"}   validate, save atomically
 GET      /gemdirect/runs?story=<story id>                            runs, newest first
 GET      /gemdirect/run?story=<story id>&run=<run id>[&name=...]     progress, scene telemetry, states
-GET      /gemdirect/thumbnail?name=...&scene=<id>[&run=<run id>]     last frame or keyframe image
+GET      /gemdirect/thumbnail?name=...&scene=<id>[&run=..&frame=first] last/first frame or keyframe
 GET      /gemdirect/video?story=...&run=...&scene=...                a scene's MP4
 GET      /gemdirect/film?story=...&run=...                           the run's finished film
 GET      /gemdirect/export?name=...&format=json|edl[&run=...]        download
@@ -119,7 +119,8 @@ async def run(request: web.Request) -> web.StreamResponse:
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     query = request.query
-    return _file(engine.thumbnail_file(query.get("name"), query.get("scene"), query.get("run") or None))
+    return _file(engine.thumbnail_file(query.get("name"), query.get("scene"), query.get("run") or None,
+                                       query.get("frame")))
 
 
 async def video(request: web.Request) -> web.StreamResponse:
