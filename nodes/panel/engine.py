@@ -363,7 +363,20 @@ def get_run(story_id: Any, run_id: Any, name: Any = None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             summary["metadata_error"] = f"artifact-metadata.json unreadable: {exc}"
     run_dir = os.path.relpath(run.run_dir, comfy.output_directory()).replace(os.sep, "/")
-    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata, **fresh}
+    film = None
+    if summary["finished"]:
+        film_path = ledger.final_video_path(run)
+        if os.path.isfile(film_path):
+            info = os.stat(film_path)  # the monitor reloads the film when it is rendered again
+            try:
+                post = ledger.read_post(run) or {}
+            except ledger.RunError as exc:
+                post = {}
+                summary["film_error"] = str(exc)
+            extra = post.get("Extra") or {}
+            film = {"bytes": info.st_size, "mtime": round(info.st_mtime, 3),
+                    "seconds": post.get("FinalDurationSeconds"), "scenes": extra.get("Scenes")}
+    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata, "film": film, **fresh}
 
 
 # --------------------------------------------------------------------------- files
