@@ -25,7 +25,8 @@ const CSS = `
 .gd-tl .gd-row{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
 .gd-tl .gd-note{font-size:12px;opacity:.8}.gd-tl .gd-error{color:#fecaca;background:#7f1d1d66;border:1px solid #dc2626;
   border-radius:4px;padding:3px 8px;white-space:pre-wrap}.gd-tl .gd-error:empty{display:none}
-.gd-tl-main{display:flex;gap:8px;align-items:flex-start;min-height:0}
+.gd-tl>*{flex:none}
+.gd-tl-main{display:flex;gap:8px;align-items:flex-start}
 .gd-monitor{flex:none;width:256px;display:flex;flex-direction:column;gap:4px}
 .gd-monitor video{width:256px;height:144px;background:#000;display:block}
 .gd-monitor .gd-screen{width:256px;height:144px;background:#000;display:flex;align-items:center;justify-content:center;opacity:.7}
