@@ -72,3 +72,24 @@ def render_demo_scenes(names: dict, scene_ids: tuple[str, ...] | list[str]) -> N
             extra={"Fingerprint": fingerprint.scene_fingerprint(run.run_dir, scene, start,
                                                                 ["wan2.2_i2v_14B_Q4_K_M.gguf"])})
         ledger.record_scene(run, record)
+
+
+def render_demo_film(names: dict) -> list[str]:
+    """Write the run's film as Story Render leaves it (final/<story>.mp4 and the post record with
+    Extra.Scenes): the demo's scenes in the story's order now, each a second of its own solid colour
+    (red, green, blue by its position in SCENES), so a reorder shows in the film. Returns the order."""
+    loaded = plan.load_and_plan(str(names["story_path"]))
+    run = names["run"]
+    order = [scene.id for scene in loaded.plan.scenes]
+    fps = loaded.plan.scenes[0].fps
+    colours = {scene_id: i for i, (scene_id, _) in enumerate(SCENES)}
+    frames = np.zeros((16 * len(order), 48, 80, 3), np.float32)
+    for k, scene_id in enumerate(order):
+        frames[16 * k:16 * (k + 1), ..., colours[scene_id] % 3] = 0.9
+    info = encode.encode_video(ledger.final_video_path(run), frames, fps)
+    ledger.record_post(run, records.post_record(
+        interpolation_method="none", interpolation_ms=0, upscale_method="none", upscale_ms=0,
+        transition_method="cut", final_fps=info.fps, final_width=info.width, final_height=info.height,
+        final_frames=info.frames, final_duration=info.duration, final_path=ledger.relative_path(run, info.path),
+        audio_kept=False, extra={"Scenes": order}))
+    return order

@@ -32,6 +32,7 @@ from ..story.load import (
 from ..story.model import story_slug
 from ..story.nodes import NO_STORIES, list_stories, stories_folder
 from ..story.plan import LoadedStory, StoryPlan, load_and_plan, plan_story
+from . import assistant
 from .edl import EdlEvent, write_edl
 
 MAX_BODY_BYTES = MAX_STORY_BYTES + 64 * 1024  # a story plus its envelope ({"story": ..., "base_hash": ...})
@@ -375,7 +376,20 @@ def get_run(story_id: Any, run_id: Any, name: Any = None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             summary["metadata_error"] = f"artifact-metadata.json unreadable: {exc}"
     run_dir = os.path.relpath(run.run_dir, comfy.output_directory()).replace(os.sep, "/")
-    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata, **fresh}
+    film = None
+    if summary["finished"]:
+        film_path = ledger.final_video_path(run)
+        if os.path.isfile(film_path):
+            info = os.stat(film_path)  # the monitor reloads the film when it is rendered again
+            try:
+                post = ledger.read_post(run) or {}
+            except ledger.RunError as exc:
+                post = {}
+                summary["film_error"] = str(exc)
+            extra = post.get("Extra") or {}
+            film = {"bytes": info.st_size, "mtime": round(info.st_mtime, 3),
+                    "seconds": post.get("FinalDurationSeconds"), "scenes": extra.get("Scenes")}
+    return {**summary, "run_dir": run_dir, "scenes": scenes, "metadata": metadata, "film": film, **fresh}
 
 
 # --------------------------------------------------------------------------- files
@@ -390,17 +404,20 @@ def _scene_of(path: str, scene_id: str) -> tuple[LoadedStory, Any]:
                      f"{', '.join(s.id for s in loaded.plan.scenes)})")
 
 
-def thumbnail_file(name: Any, scene_id: Any, run_id: Any = None) -> str:
-    """The picture for a scene's card: the run's last frame once rendered, else the scene's keyframe.
-    404 when neither exists (the card then shows its title only)."""
+def thumbnail_file(name: Any, scene_id: Any, run_id: Any = None, frame: Any = None) -> str:
+    """The picture for a scene's card: the run's last frame (``frame="first"``: its first frame) once
+    rendered, else the scene's keyframe. 404 when neither exists (the card then shows its title only)."""
+    if frame not in (None, "", "first", "last"):
+        raise PanelError(400, "frame must be first or last", [{"path": "frame", "message": "use first or last"}])
     path = story_file(name)
     scene_id = _check_id("scene", scene_id, ledger.check_scene_id)
     loaded, scene = _scene_of(path, scene_id)
     if run_id:
         run = open_story_run(loaded.plan.story_id, run_id)
-        last = ledger.scene_paths(run, scene_id).last_frame
-        if os.path.isfile(last):
-            return confined(last)
+        paths = ledger.scene_paths(run, scene_id)
+        rendered = paths.first_frame if frame == "first" else paths.last_frame
+        if os.path.isfile(rendered):
+            return confined(rendered)
     keyframe = scene.keyframe  # the planner resolved it inside the story's folder
     if keyframe and os.path.isfile(keyframe) and os.path.splitext(keyframe)[1].lower() in IMAGE_TYPES:
         return confined(keyframe)
@@ -415,6 +432,37 @@ def scene_video_file(story_id: Any, run_id: Any, scene_id: Any) -> str:
     if not os.path.isfile(video):
         raise PanelError(404, f"scene {scene_id!r} has no video in run {run.run_id} yet")
     return confined(video)
+
+
+def film_file(story_id: Any, run_id: Any) -> str:
+    """The run's finished film (``final/<story-id>.mp4``), for the timeline's preview monitor."""
+    run = open_story_run(story_id, run_id)
+    film = ledger.final_video_path(run)
+    if not os.path.isfile(film):
+        raise PanelError(404, f"run {run.run_id} has no film yet; a Story Render makes it")
+    return confined(film)
+
+
+# --------------------------------------------------------------------------- assistant
+
+
+def assist(body: Any) -> dict[str, Any]:
+    """Ask the assistant endpoint for one scene's prompt, negative and camera move. Reads the story,
+    writes nothing. Body: {"name", "scene", "endpoint", "model", "timeout"?}."""
+    body = _body_object(body, '{"name": "demo/story.json", "scene": "dawn", "endpoint": "http://...", "model": "..."}')
+    story = get_story(body.get("name"))
+    scene = _check_id("scene", body.get("scene"), ledger.check_scene_id)
+    timeout = body.get("timeout", assistant.DEFAULT_TIMEOUT_SECONDS)
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not number or not 0 < timeout <= assistant.MAX_TIMEOUT_SECONDS:
+        raise PanelError(400, f"timeout must be seconds in (0, {assistant.MAX_TIMEOUT_SECONDS:g}]",
+                         [{"path": "timeout", "message": "not a number of seconds in range"}])
+    try:
+        proposal = assistant.suggest(story["story"], scene, body.get("endpoint"), body.get("model") or "",
+                                     float(timeout))
+    except assistant.AssistantError as exc:
+        raise PanelError(exc.status, f"story assistant: {exc}") from None
+    return {**proposal, "name": story["name"], "hash": story["hash"]}
 
 
 # --------------------------------------------------------------------------- export

@@ -6,9 +6,11 @@ GET      /gemdirect/story?name=demo/story.json                       story + pla
 PUT      /gemdirect/story?name=...   {"story": {...}, "base_hash"}   validate, save atomically
 GET      /gemdirect/runs?story=<story id>                            runs, newest first
 GET      /gemdirect/run?story=<story id>&run=<run id>[&name=...]     progress, scene telemetry, states
-GET      /gemdirect/thumbnail?name=...&scene=<id>[&run=<run id>]     last frame or keyframe image
+GET      /gemdirect/thumbnail?name=...&scene=<id>[&run=..&frame=first] last/first frame or keyframe
 GET      /gemdirect/video?story=...&run=...&scene=...                a scene's MP4
+GET      /gemdirect/film?story=...&run=...                           the run's finished film
 GET      /gemdirect/export?name=...&format=json|edl[&run=...]        download
+POST     /gemdirect/assist   {"name", "scene", "endpoint", "model"}  story assistant (writes nothing)
 POST     /gemdirect/import   {"name", "story", "overwrite"}          validate, then write
 =======  ==========================================================  ===========================
 
@@ -19,6 +21,7 @@ browser test's server) passes ``api_prefix=True`` to get both paths.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import mimetypes
@@ -116,12 +119,24 @@ async def run(request: web.Request) -> web.StreamResponse:
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     query = request.query
-    return _file(engine.thumbnail_file(query.get("name"), query.get("scene"), query.get("run") or None))
+    return _file(engine.thumbnail_file(query.get("name"), query.get("scene"), query.get("run") or None,
+                                       query.get("frame")))
 
 
 async def video(request: web.Request) -> web.StreamResponse:
     query = request.query
     return _file(engine.scene_video_file(query.get("story"), query.get("run"), query.get("scene")))
+
+
+async def film(request: web.Request) -> web.StreamResponse:
+    query = request.query
+    return _file(engine.film_file(query.get("story"), query.get("run")))
+
+
+async def assist(request: web.Request) -> web.StreamResponse:
+    body = await read_json_body(request)
+    # the endpoint may take a minute: off the event loop, so ComfyUI keeps serving meanwhile
+    return _json(await asyncio.to_thread(engine.assist, body))
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -144,7 +159,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/gemdirect/run", run),
     ("GET", "/gemdirect/thumbnail", thumbnail),
     ("GET", "/gemdirect/video", video),
+    ("GET", "/gemdirect/film", film),
     ("GET", "/gemdirect/export", export),
+    ("POST", "/gemdirect/assist", assist),
     ("POST", "/gemdirect/import", import_story),
 )
 

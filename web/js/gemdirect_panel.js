@@ -1,5 +1,6 @@
 // gemDirect's Story panel in ComfyUI: a sidebar tab (or a floating panel where the sidebar API is
-// missing), the panel's settings, and the bridge from the panel to ComfyUI's graph, queue and events.
+// missing), the timeline in the bottom panel (or docked along the bottom where that API is missing),
+// the panels' settings, and the bridge from the panels to ComfyUI's graph, queue and events.
 // Served by ComfyUI at /extensions/<pack>/js/gemdirect_panel.js, hence the three levels up.
 
 import { api } from "../../../scripts/api.js";
@@ -7,6 +8,9 @@ import { app } from "../../../scripts/app.js";
 import { bypassedKinds, queueItems } from "./lib/queue.js";
 import { renderMutes } from "./lib/regenerate.js";
 import { SETTINGS, StoryPanel } from "./panel/panel.js";
+import { dockedTimeline, TimelinePanel } from "./timeline/timeline.js";
+
+const TIMELINE_TAB = "gemdirect-timeline";
 
 const SCENE_SELECT = "GemDirectSceneSelect";
 const STORY_RENDER = "GemDirectStoryRender";
@@ -132,8 +136,18 @@ async function cancel() {
   if (running) await post("/interrupt", { prompt_id: running[1] }); // only ours, never someone else's prompt
 }
 
+/** Show the timeline: ComfyUI's bottom panel on the tab, else the docked panel. */
+function openTimeline() {
+  const bottom = app.extensionManager && app.extensionManager.bottomPanel;
+  if (timelineRegistered() && bottom.activeBottomPanelTabId !== TIMELINE_TAB) {
+    if (bottom.bottomPanelVisible && typeof bottom.setActiveTab === "function") bottom.setActiveTab(TIMELINE_TAB);
+    else bottom.toggleBottomPanelTab(TIMELINE_TAB);
+  } else if (!timelineRegistered() && docked && !docked.box.isConnected) docked.toggle.click();
+}
+
 function host() {
   return {
+    openTimeline,
     fetchApi: (path, init) => api.fetchApi(path, init),
     apiURL: (path) => api.apiURL(path),
     onEvent: (type, handler) => api.addEventListener(type, (event) => handler(event.detail)),
@@ -153,6 +167,27 @@ async function mount(element) {
   api.addEventListener("graphChanged", () => panel && panel.renderActions());
 }
 
+let timeline = null;
+let docked = null;
+async function mountTimeline(element) {
+  if (timeline && timeline.root === element) return;
+  if (timeline) timeline.stop();
+  timeline = new TimelinePanel(element, host());
+  window.gemdirectTimeline = timeline; // for the browser tests and the console
+  element.style.height = element.style.height || "100%";
+  await timeline.start();
+  api.addEventListener("graphChanged", () => timeline && timeline.renderActions());
+}
+
+/** Whether this frontend took the extension's bottomPanelTabs (its store lists the tab). */
+function timelineRegistered() {
+  const bottom = app.extensionManager && app.extensionManager.bottomPanel;
+  if (!bottom || typeof bottom.toggleBottomPanelTab !== "function") return false;
+  const panels = bottom.panels ? Object.values(bottom.panels) : [];
+  return panels.some((p) => (p.tabs || []).some((t) => t.id === TIMELINE_TAB))
+    || (bottom.bottomPanelTabs || []).some((t) => t.id === TIMELINE_TAB);
+}
+
 function floatingPanel() {
   const box = document.createElement("div");
   box.className = "gd-floating";
@@ -169,6 +204,13 @@ function floatingPanel() {
 
 app.registerExtension({
   name: "gemdirect.panel",
+  // ComfyUI's bottom panel (frontends since 1.3; 1.27.10 and 1.58.1 have it); where it is missing
+  // the tab is ignored and setup() docks the timeline along the bottom instead
+  bottomPanelTabs: [{
+    id: TIMELINE_TAB, title: "Story timeline", type: "custom",
+    render: (element) => { mountTimeline(element); },
+    destroy: () => { if (timeline) timeline.stop(); timeline = null; },
+  }],
   settings: [
     { id: SETTINGS.autoRefresh, category: ["gemDirect", "Panel", "Auto refresh"], name: "Auto refresh (seconds, 0 = off)",
       tooltip: "How often the Story panel re-reads health and the open run besides live events.", type: "number",
@@ -176,10 +218,13 @@ app.registerExtension({
     { id: SETTINGS.pxPerSecond, category: ["gemDirect", "Panel", "Card scale"], name: "Timeline pixels per second",
       tooltip: "Card width per second of scene.", type: "slider", defaultValue: 56, attrs: { min: 20, max: 160, step: 4 } },
     { id: SETTINGS.assistantUrl, category: ["gemDirect", "Assistant", "Endpoint"], name: "Story assistant endpoint (optional)",
-      tooltip: "An OpenAI-compatible base URL, e.g. http://127.0.0.1:1234/v1. Empty: local heuristics only.",
+      tooltip: "An OpenAI-compatible base URL: Ollama http://127.0.0.1:11434/v1, LM Studio http://127.0.0.1:1234/v1, llama.cpp server http://127.0.0.1:8080/v1. Empty (default): local rules only, nothing leaves the machine.",
       type: "text", defaultValue: "" },
     { id: SETTINGS.assistantModel, category: ["gemDirect", "Assistant", "Model"], name: "Story assistant model",
       tooltip: "Model name sent to the endpoint.", type: "text", defaultValue: "" },
+    { id: SETTINGS.assistantTimeout, category: ["gemDirect", "Assistant", "Timeout"], name: "Story assistant timeout (seconds)",
+      tooltip: "How long the pack's backend waits for the endpoint's whole answer (a first request may load the model).",
+      type: "number", defaultValue: 60, attrs: { min: 1, max: 600, step: 1 } },
   ],
   async setup() {
     const manager = app.extensionManager;
@@ -190,6 +235,10 @@ app.registerExtension({
       });
     } else {
       floatingPanel(); // older frontends: no sidebar API
+    }
+    if (!timelineRegistered()) {
+      console.info("[gemDirect] this ComfyUI frontend has no bottom panel API: the timeline is docked (Timeline button)");
+      docked = dockedTimeline(mountTimeline);
     }
   },
 });

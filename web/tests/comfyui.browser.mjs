@@ -5,9 +5,10 @@
 // settings are registered, and Generate over example_workflows/story_scene_preview.json queues one
 // prompt per scene (scene_index 1..N) that ComfyUI runs to success; with Story Render in the graph
 // only the last prompt carries it; in a graph that saves scenes (animatics), an edited scene turns
-// stale and Regenerate stale queues that scene only, after which it is fresh again. Screenshot per
-// frontend (the stale badge): web/tests/output/panel-frontend-<version>.png (also into docs/img/
-// with GEMDIRECT_DOCS_IMG=1).
+// stale and Regenerate stale queues that scene only, after which it is fresh again; then the
+// bottom-panel timeline (web/tests/timeline_comfyui.mjs). Screenshots per frontend (the stale
+// badge; the timeline): web/tests/output/panel-frontend-<version>.png,
+// timeline-frontend-<version>.png (also into docs/img/ with GEMDIRECT_DOCS_IMG=1).
 //
 //   COMFYUI_PATH=/path/to/ComfyUI [COMFYUI_PYTHON=python] \
 //   [COMFYUI_FRONTEND_ROOT=/path/to/comfyui_frontend_package/static] node web/tests/comfyui.browser.mjs
@@ -23,6 +24,7 @@ import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { checkTimeline } from "./timeline_comfyui.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -277,8 +279,9 @@ async function checkPanel(frontend) {
     assert.match(await regenerate.getAttribute("title"), /every scene of this run is fresh/);
 
     await page.screenshot({ path: join(output, `panel-regenerated-frontend-${version}.png`) });
+    const timeline = await checkTimeline({ page, url: comfy.url, version, output, repo, history, queueEmpty, logTail, log: comfy.log });
     assert.deepEqual(problems, []);
-    return { version, screenshot: shot, bytes: statSync(shot).size, ran };
+    return { version, screenshot: shot, bytes: statSync(shot).size, ran, timeline };
   } finally {
     if (browser) await browser.close();
     await comfy.stop();

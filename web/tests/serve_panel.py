@@ -1,6 +1,7 @@
 """A test server for the Story panel in a browser: the pack's real panel routes (aiohttp) over a
 fresh ComfyUI home (the demo story and one run with scene 'dawn' recorded), a health route the test
-controls, a route that records scenes as Scene Save would (POST /test/render), and web/ as static
+controls, a route that records scenes as Scene Save would (POST /test/render), one that writes the
+film as Story Render would (POST /test/film), and web/ as static
 files. Prints ``PORT <n> HOME <path>`` once it listens.
 
 Usage: python web/tests/serve_panel.py [--port 0]   (stops on SIGTERM / Ctrl+C)
@@ -23,7 +24,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from aiohttp import web  # noqa: E402
 from conftest import pack_module  # noqa: E402
-from panel_helpers import make_home, render_demo_scenes  # noqa: E402
+from panel_helpers import make_home, render_demo_film, render_demo_scenes  # noqa: E402
 
 add_panel_routes = pack_module("nodes.panel.routes").add_panel_routes
 
@@ -51,6 +52,10 @@ def build_app(names: dict) -> web.Application:
         render_demo_scenes(names, (await request.json())["scenes"])
         return web.json_response({"ok": True})
 
+    async def film(request: web.Request) -> web.Response:
+        """Write the run's film from the story's order now, as Story Render would."""
+        return web.json_response({"scenes": render_demo_film(names)})
+
     async def info(request: web.Request) -> web.Response:
         return web.json_response({"home": str(HOME), "story_path": str(names["story_path"]), "run_id": names["run_id"]})
 
@@ -60,6 +65,8 @@ def build_app(names: dict) -> web.Application:
     app.router.add_post("/test/health", set_health)
     app.router.add_get("/test/info", info)
     app.router.add_post("/test/render", render)
+    app.router.add_post("/test/film", film)
+    app.router.add_get("/test/timeline.html", lambda r: web.FileResponse(REPO / "web" / "tests" / "timeline.html"))
     app.router.add_get("/test/panel.html", lambda r: web.FileResponse(REPO / "web" / "tests" / "panel.html"))
     app.router.add_static("/web/", REPO / "web")
     return app

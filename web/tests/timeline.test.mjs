@@ -135,3 +135,12 @@ test("cards take the start match from the run's record, else from the live event
   live = applySceneEvent(live, { scene_id: "dusk", run_id: run.run_id, state: "queued" }); // a new render: cleared
   assert.equal(live.dusk.start_match, null);
 });
+
+test("a scene event as the nodes send it (scene, error) moves the badge", () => {
+  // nodes/chain/states.py: {state, run_id, story_id, scene, index, time, ...}
+  let live = applySceneEvent({}, { state: "queued", run_id: "r1", story_id: "s", scene: "noon", index: 2 });
+  assert.equal(live.noon.state, "queued");
+  live = applySceneEvent(live, { state: "failed", run_id: "r1", story_id: "s", scene: "noon", error: "VAE decode failed" });
+  assert.deepEqual([live.noon.state, live.noon.message], ["failed", "VAE decode failed"]);
+  assert.deepEqual(applySceneEvent({}, { state: "done", scene: { id: "x" } }), {});
+});

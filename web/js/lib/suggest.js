@@ -125,3 +125,41 @@ export function acceptSuggestion(rawStory, sceneId, suggestion, when) {
   assistant.accepted = [...(assistant.accepted || []), { scene: sceneId, text: suggestion.text, source: suggestion.source, at: when }];
   return { ...rawStory, scenes, assistant };
 }
+
+export const ASSISTANT_FIELDS = ["prompt", "negative", "camera"];
+
+/** The prompt with its camera move replaced by `move` (or `move` added at the end when it names none). */
+export function withCameraMove(prompt, move) {
+  const text = String(prompt || "").trim();
+  const found = MOVES.find(([, pattern]) => pattern.test(text));
+  if (found) {
+    const adverb = new RegExp(`\\b(?:(?:slow|slowly|gentle|gently|fast|quick|smooth)\\s+)?(?:${found[1].source})`, "i");
+    return text.replace(adverb, move);
+  }
+  return text ? `${text.replace(/[.,;\s]+$/, "")}, ${move}` : move;
+}
+
+/**
+ * A copy of the raw story with one field of an endpoint's proposal accepted for scene sceneId:
+ * prompt -> scene.prompt, negative -> scene.negative, camera -> the prompt's camera move (replaced,
+ * else appended). Recorded in story.assistant.accepted[] as {scene, field, text, source, model, at};
+ * every other field of the story and of assistant is kept.
+ */
+export function acceptField(rawStory, sceneId, field, proposal, when) {
+  if (!ASSISTANT_FIELDS.includes(field)) throw new Error(`${field} is not one of ${ASSISTANT_FIELDS.join(", ")}`);
+  const text = proposal.fields[field];
+  if (typeof text !== "string" || !text.trim()) throw new Error(`the proposal has no ${field}`);
+  let found = false;
+  const scenes = (rawStory.scenes || []).map((s) => {
+    if (s.id !== sceneId) return s;
+    found = true;
+    if (field === "prompt") return { ...s, prompt: text };
+    if (field === "negative") return { ...s, negative: text };
+    return { ...s, prompt: withCameraMove(s.prompt, text) };
+  });
+  if (!found) throw new Error(`scene ${sceneId} is not in the story`);
+  const assistant = { ...(rawStory.assistant || {}) };
+  const entry = { scene: sceneId, field, text, source: proposal.source, model: proposal.model, at: when };
+  assistant.accepted = [...(assistant.accepted || []), entry];
+  return { ...rawStory, scenes, assistant };
+}

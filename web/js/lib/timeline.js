@@ -13,18 +13,24 @@ export function formatDuration(seconds, frames) {
   return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s · ${frames} f`;
 }
 
-/** live state map after one gemdirect.scene event ({story_id, run_id, scene_id, state, percent?, message?}). */
+/** The scene id of a gemdirect.scene event: `scene` as the nodes send it (nodes/chain/states.py), or
+ * `scene_id` (the panel's own queued events). */
+export const eventScene = (event) => (typeof event.scene_id === "string" ? event.scene_id
+  : typeof event.scene === "string" ? event.scene : null);
+
+/** live state map after one gemdirect.scene event ({story_id, run_id, scene | scene_id, state, percent?, message?, error?}). */
 export function applySceneEvent(live, event) {
-  if (!event || typeof event.scene_id !== "string" || !LIVE_STATES.includes(event.state)) return live;
+  const id = event ? eventScene(event) : null;
+  if (!id || !LIVE_STATES.includes(event.state)) return live;
   const next = { ...live };
-  next[event.scene_id] = {
+  next[id] = {
     state: event.state,
     percent: typeof event.percent === "number" ? Math.max(0, Math.min(100, event.percent)) : undefined,
-    message: event.message || "",
+    message: event.message || event.error || "",
     run_id: event.run_id,
     // the check comes with one event (saving/done); later events of the same render keep it
     start_match: startMatch(event.start_match)
-      || (event.state !== "queued" && live[event.scene_id] ? live[event.scene_id].start_match || null : null),
+      || (event.state !== "queued" && live[id] ? live[id].start_match || null : null),
   };
   return next;
 }

@@ -18,7 +18,7 @@ import { storyEdl } from "../lib/edl.js";
 import { generateGate, healthItems } from "../lib/health.js";
 import { staleTransitionsPlan, vaceTransitions } from "../lib/queue.js";
 import { regeneratePlan } from "../lib/regenerate.js";
-import { acceptSuggestion, suggestPrompt } from "../lib/suggest.js";
+import { acceptField, ASSISTANT_FIELDS, suggestPrompt } from "../lib/suggest.js";
 import {
   applyRunEvent, applySceneEvent, buildTimeline, editScene, moveScene, sceneOrder,
 } from "../lib/timeline.js";
@@ -28,9 +28,11 @@ export const SETTINGS = {
   pxPerSecond: "gemDirect.Panel.PixelsPerSecond",
   assistantUrl: "gemDirect.Panel.AssistantEndpoint",
   assistantModel: "gemDirect.Panel.AssistantModel",
+  assistantTimeout: "gemDirect.Panel.AssistantTimeoutSeconds",
 };
 
 const STYLE_ID = "gemdirect-panel-style";
+export const STORY_SAVED = "gemdirect:story-saved";
 const CSS = `
 .gd-panel{display:flex;flex-direction:column;gap:8px;padding:8px;height:100%;box-sizing:border-box;overflow:auto;
   font:13px/1.35 system-ui,sans-serif;color:var(--fg-color,#ddd);background:var(--comfy-menu-bg,#202020)}
@@ -74,7 +76,7 @@ const CSS = `
   box-shadow:0 6px 30px #000a;border-radius:8px}
 `;
 
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
@@ -88,7 +90,7 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function readJson(response) {
+export async function readJson(response) {
   const text = await response.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
@@ -141,6 +143,13 @@ export class StoryPanel {
       const remaining = detail && detail.exec_info ? detail.exec_info.queue_remaining : undefined;
       if (remaining === 0) this.clearQueued();
     });
+    this.onStorySaved = (event) => {
+      const { from, doc } = event.detail || {};
+      if (from === this || !doc || !this.storyDoc || doc.name !== this.storyDoc.name || this.saving) return;
+      this.storyDoc = doc;
+      this.openRun(this.run && this.run.run_id);
+    };
+    window.addEventListener(STORY_SAVED, this.onStorySaved);
     await Promise.all([this.loadStories(), this.loadHealth()]);
     this.schedule();
   }
@@ -153,6 +162,7 @@ export class StoryPanel {
 
   stop() {
     clearInterval(this.timer);
+    if (this.onStorySaved) window.removeEventListener(STORY_SAVED, this.onStorySaved);
   }
 
   /** Re-read health, the open story and its runs (all: the story list too). Live states are kept. */
@@ -279,6 +289,8 @@ export class StoryPanel {
         body: JSON.stringify({ story: raw, base_hash: before.hash }),
       });
       this.note(`${what}: saved`);
+      // the other view (sidebar / timeline) of the same story follows, so its next save is not a 409
+      if (typeof window !== "undefined") window.dispatchEvent(new CustomEvent(STORY_SAVED, { detail: { from: this, doc: this.storyDoc } }));
       if (this.run) await this.openRun(this.run.run_id); // the edit may have made scenes stale
       return true;
     } catch (error) {
@@ -453,51 +465,68 @@ export class StoryPanel {
 
   // ------------------------------------------------------------------ assistant
 
+  /** A proposal for one scene: from the endpoint set in the settings (through the pack's backend
+   * route, which writes nothing), else from the local rules. A failing endpoint says why and
+   * proposes nothing: the story stays as it is. */
   async suggest(sceneId) {
     const raw = this.storyDoc.story;
     const index = raw.scenes.findIndex((s) => s.id === sceneId);
-    let suggestion = suggestPrompt(raw, index);
     const url = String(this.host.setting(SETTINGS.assistantUrl, "") || "").trim();
-    if (url) {
-      try {
-        suggestion = await this.askEndpoint(url, raw, index, suggestion);
-      } catch (error) {
-        suggestion = { ...suggestion, reasons: [`endpoint failed (${error.message}); local heuristics used`, ...suggestion.reasons] };
-      }
+    this.suggestion = null;
+    this.clearError();
+    if (!url) {
+      const local = suggestPrompt(raw, index);
+      this.suggestion = { sceneId, fields: { prompt: local.text }, source: local.source, reasons: local.reasons };
+      return this.renderDetail();
     }
-    this.suggestion = { sceneId, ...suggestion };
+    const model = String(this.host.setting(SETTINGS.assistantModel, "") || "").trim();
+    this.note(`Asking ${url} (${model || "no model set"})…`);
+    this.asking = sceneId;
     this.renderDetail();
-  }
-
-  async askEndpoint(url, raw, index, local) {
-    const model = String(this.host.setting(SETTINGS.assistantModel, "") || "local-model");
-    const scene = raw.scenes[index];
-    const context = raw.scenes.map((s, i) => `${i + 1}. ${s.id}: ${s.prompt}`).join("\n");
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 20000);
     try {
-      const response = await fetch(`${url.replace(/\/+$/, "")}/chat/completions`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, signal: controller.signal,
-        body: JSON.stringify({ model, temperature: 0, messages: [
-          { role: "system", content: "You write one prompt for a WAN 2.2 video scene: one sentence, subjects, shot size, camera move, light. No preamble." },
-          { role: "user", content: `Story: ${raw.title}\nScenes:\n${context}\n\nRewrite scene ${index + 1} (${scene.id}). A local draft: ${local.text}` },
-        ] }),
+      const answer = await this.api("/gemdirect/assist", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ name: this.storyDoc.name, scene: sceneId, endpoint: url, model,
+          timeout: Number(this.host.setting(SETTINGS.assistantTimeout, 60)) || 60 }),
       });
-      const body = await response.json();
-      const text = body && body.choices && body.choices[0] && body.choices[0].message && body.choices[0].message.content;
-      if (!response.ok || !text) throw new Error(`HTTP ${response.status}`);
-      return { text: text.trim(), source: `endpoint:${model}`, reasons: [`from ${url} (${model})`] };
+      const fields = Object.fromEntries(ASSISTANT_FIELDS.filter((f) => answer.fields[f]).map((f) => [f, answer.fields[f]]));
+      this.suggestion = { sceneId, fields, source: answer.source, model: answer.model, reasons: [`from ${url} (${answer.model})`] };
+      this.note(`Suggestion from ${answer.model}`);
+    } catch (error) {
+      this.fail(`Suggest failed, nothing changed: ${error.message}`);
     } finally {
-      clearTimeout(timer);
+      this.asking = null;
+      this.renderDetail();
     }
   }
 
-  async acceptSuggestion() {
+  /** Accept one field of the shown proposal (prompt, negative or camera): saved to story.json with
+   * the text, source and model under assistant.accepted[]. */
+  async acceptSuggestion(field = "prompt") {
     const s = this.suggestion;
-    if (!s) return;
-    const raw = acceptSuggestion(this.storyDoc.story, s.sceneId, s, new Date().toISOString());
-    if (await this.saveStory(raw, `Prompt of ${s.sceneId} from the assistant`)) this.suggestion = null;
+    if (!s || !s.fields[field]) return;
+    const raw = acceptField(this.storyDoc.story, s.sceneId, field, s, new Date().toISOString());
+    if (await this.saveStory(raw, `${field} of ${s.sceneId} from the assistant`)) {
+      const fields = { ...s.fields };
+      delete fields[field];
+      this.suggestion = Object.keys(fields).length ? { ...s, fields } : null;
+    }
     this.renderDetail();
+  }
+
+  /** The proposal's box: one row per field with its Accept button. */
+  suggestionElement(sceneId) {
+    if (this.asking === sceneId) return el("div", { class: "gd-suggestion gd-note", text: "Asking the assistant…" });
+    const s = this.suggestion;
+    if (!s || s.sceneId !== sceneId) return null;
+    const rows = ASSISTANT_FIELDS.filter((f) => s.fields[f]).map((field) => el("div", { class: "gd-row gd-field", "data-field": field },
+      el("b", { text: field }), el("span", { class: "gd-field-text", text: s.fields[field] }),
+      el("button", { class: field === "prompt" ? "gd-accept" : `gd-accept-${field}`, "data-field": field, text: "Accept",
+        title: field === "camera" ? "Put this camera move into the prompt (replacing the one it names)" : `Use as the scene's ${field}`,
+        onclick: () => this.acceptSuggestion(field) })));
+    return el("div", { class: "gd-suggestion" }, ...rows,
+      el("div", { class: "gd-note", text: `${s.source}${s.model ? ` · ${s.model}` : ""}: ${s.reasons.join(" · ")}` }),
+      el("div", { class: "gd-row" }, el("button", { text: "Dismiss", onclick: () => { this.suggestion = null; this.renderDetail(); } })));
   }
 
   // ------------------------------------------------------------------ view
@@ -541,7 +570,10 @@ export class StoryPanel {
       el("div", { class: "gd-row" }, generate, regenerate, regenerateTransitions, cancel,
         el("button", { text: "Export JSON", onclick: () => this.exportStory("json") }),
         el("button", { text: "Export EDL", onclick: () => this.exportStory("edl") }),
-        el("button", { text: "Import…", onclick: () => fileInput.click() }), fileInput, this.els.note),
+        el("button", { text: "Import…", onclick: () => fileInput.click() }), fileInput,
+        this.host.openTimeline ? el("button", { class: "gd-open-timeline", text: "Timeline",
+          title: "Open the story's timeline in the bottom panel", onclick: () => this.host.openTimeline() }) : null,
+        this.els.note),
       this.els.error, this.els.summary, this.els.timeline, this.els.detail));
   }
 
@@ -692,15 +724,7 @@ export class StoryPanel {
     } });
     parts.push(prompt, el("div", { class: "gd-row" }, el("span", { text: "Duration (s)" }), duration, save,
       el("button", { class: "gd-suggest", text: "Suggest", title: "Propose a prompt from the story's context", onclick: () => this.suggest(scene.id) })));
-    if (this.suggestion && this.suggestion.sceneId === scene.id) {
-      const s = this.suggestion;
-      parts.push(el("div", { class: "gd-suggestion" },
-        el("div", { text: s.text }),
-        el("div", { class: "gd-note", text: `${s.source}: ${s.reasons.join(" · ")}` }),
-        el("div", { class: "gd-row" },
-          el("button", { class: "gd-accept", text: "Accept", onclick: () => this.acceptSuggestion() }),
-          el("button", { text: "Dismiss", onclick: () => { this.suggestion = null; this.renderDetail(); } }))));
-    }
-    detail.replaceChildren(...parts);
+    parts.push(this.suggestionElement(scene.id));
+    detail.replaceChildren(...parts.filter(Boolean));
   }
 }
