@@ -96,19 +96,20 @@ def task_body(job_value: dict, context: dict, pool: Any) -> dict:
     started = time.time()
     execute.farm_event(run, job, "started", farm=context["farm_id"], worker=worker["name"], attempt=attempt, pid=pid)
     try:
-        result = execute.run_job(job_value, context, worker,
-                                 lambda value, most: pool.report.remote(job.id, value, most))
-    except WorkerLost as exc:
-        pool.lose.remote(worker["name"], str(exc))
-        execute.farm_event(run, job, "lost", farm=context["farm_id"], worker=worker["name"], attempt=attempt,
-                           error=str(exc), elapsed_s=round(time.time() - started, 3))
-        raise
-    finally:
+        try:
+            result = execute.run_job(job_value, context, worker,
+                                     lambda value, most: pool.report.remote(job.id, value, most))
+        except WorkerLost as exc:
+            ray.get(pool.lose.remote(worker["name"], str(exc)))
+            execute.farm_event(run, job, "lost", farm=context["farm_id"], worker=worker["name"], attempt=attempt,
+                               error=str(exc), elapsed_s=round(time.time() - started, 3))
+            raise
+        execute.farm_event(run, job, "done" if result["ok"] else "failed", farm=context["farm_id"],
+                           worker=worker["name"], attempt=attempt, elapsed_s=round(time.time() - started, 3),
+                           method=result.get("method"), error=result.get("error"))
+    finally:  # after the job's last event, so the next job on this worker starts after it in the log too
         if leased:
-            pool.release.remote(worker["name"], pid)
-    execute.farm_event(run, job, "done" if result["ok"] else "failed", farm=context["farm_id"],
-                       worker=worker["name"], attempt=attempt, elapsed_s=round(time.time() - started, 3),
-                       method=result.get("method"), error=result.get("error"))
+            ray.get(pool.release.remote(worker["name"], pid))
     return result
 
 
