@@ -322,3 +322,20 @@ def test_a_failed_scene_is_recorded_like_a_local_failure_and_a_resume_renders_on
     assert set(again.results) == {"scene:s4", "scene:s5", "transition:s3--s4", "render"}
     fresh = farm(story_file, local_workers=1)
     np.testing.assert_array_equal(film_frames(fresh.final_path), film_frames(again.final_path))
+
+
+def test_the_command_line_farms_a_story_and_resumes_its_newest_run(local_ray, story_file, comfy_home, capsys):
+    import gemdirect
+
+    assert gemdirect.main(["farm", str(story_file), "--local", "2", "--preset", "none", "--home",
+                           str(comfy_home)]) == 0
+    first = capsys.readouterr().out
+    assert "scene:s4: animatic (started from keyframe) [local-" in first and "film: " in first
+    assert gemdirect.main(["farm", "farm-test/story.json", "--resume", "--preset", "none", "--home",
+                           str(comfy_home)]) == 0
+    again = capsys.readouterr().out
+    assert again.count(": skipped (fresh in run") == 7  # six scenes and the transition
+    assert "render: Story Render (coordinator)" in again
+    run_line = next(line for line in first.splitlines() if line.startswith("run: "))
+    assert run_line in again  # the same run
+    assert gemdirect.main(["farm", "no/such/story.json", "--home", str(comfy_home)]) == 1
