@@ -162,11 +162,13 @@ def test_prompt_for_sets_story_run_scene_and_transition_index():
     prompt = {"1": {"class_type": "GemDirectStoryLoader", "inputs": {"story": "x", "preset": "none"}},
               "2": {"class_type": "GemDirectSceneSelect", "inputs": {"story": ["1", 0], "scene_index": 1}},
               "3": {"class_type": "GemDirectRun", "inputs": {"mode": "continue", "run_id": ""}},
-              "4": {"class_type": "GemDirectVACEPrep", "inputs": {"transition_index": 1}}}
+              "4": {"class_type": "GemDirectVACEPrep", "inputs": {"transition_index": 1}},
+              "5": {"class_type": "GemDirectStoryRender", "inputs": {"run": ["3", 0]}}}
     out = execute.prompt_for(prompt, "farm-x/story.json", "20261201-000000-abcd", scene_index=4, transition_index=2)
     assert out["1"]["inputs"]["story"] == "farm-x/story.json" and out["2"]["inputs"]["scene_index"] == 4
     assert out["3"]["inputs"]["run_id"] == "20261201-000000-abcd" and out["4"]["inputs"]["transition_index"] == 2
-    assert prompt["2"]["inputs"]["scene_index"] == 1  # the workflow itself is left as it was
+    assert "5" not in out  # the film is the coordinator's render job
+    assert prompt["2"]["inputs"]["scene_index"] == 1 and "5" in prompt  # the workflow itself is left as it was
 
 
 def test_pool_leases_by_stage_frees_a_dead_holders_lease_and_leaves_lost_workers_out():

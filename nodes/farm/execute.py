@@ -40,6 +40,7 @@ FARM_JOB = "farm_job"  # the event the coordinator's ledger gets for every job a
 HEADLESS_MOVES = ("push in", "pan right", "pull out", "pan left", "tilt up", "tilt down")
 TRANSITION_CRF = 12
 SCENE_SELECT, RUN_NODE, STORY_LOADER = "GemDirectSceneSelect", "GemDirectRun", "GemDirectStoryLoader"
+STORY_RENDER = "GemDirectStoryRender"
 TRANSITION_INDEX = "transition_index"
 TRANSITION_RECORD = "{a}--{b}.json"
 
@@ -222,8 +223,11 @@ def fetch_master(client: Any, run: ledger.Run, relative: str) -> None:
 def prompt_for(prompt: Mapping[str, Any], story_option: str, run_id: str, *, scene_index: int | None = None,
                transition_index: int | None = None) -> dict[str, Any]:
     """The workflow's API prompt for one job: every Story Loader on ``story_option``, every Run on
-    ``run_id``, Scene Select's ``scene_index`` and any ``transition_index`` widget set."""
+    ``run_id``, Scene Select's ``scene_index`` and any ``transition_index`` widget set; Story Render nodes
+    left out (a worker holds only the scenes it was sent)."""
     out = json.loads(json.dumps(prompt))
+    for key in [k for k, node in out.items() if node.get("class_type") == STORY_RENDER]:
+        del out[key]  # the film is the coordinator's render job, made from the whole ledger
     for node in out.values():
         inputs = node.setdefault("inputs", {})
         kind = node.get("class_type")
