@@ -191,7 +191,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
     try:
         result = schedule.run_farm(
             story, workers=args.workers, local_workers=args.local, workflow=args.workflow,
-            transition_workflow=args.transition_workflow, preset=args.preset, run_id=args.run_id or "",
+            transition_workflow=args.transition_workflow, render_workflow=args.render_workflow, preset=args.preset,
+            run_id=args.run_id or "",
             resume=args.resume, render=render, timeout_s=args.timeout, ray_address=args.ray_address)
     except (ValueError, RuntimeError) as exc:
         print(exc, file=sys.stderr)
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     farm.add_argument("--workflow", help="the scene workflow workers run: a shipped name "
                       "(story_wan22_14b_flf2v) or a file (UI or API format)")
     farm.add_argument("--transition-workflow", help="the workflow for VACE transitions (transition_index is set)")
+    farm.add_argument("--render-workflow", help="render the film on a worker that takes post (e.g. story_render); "
+                      "default: Story Render on this machine")
     farm.add_argument("--preset", default="from story")
     farm.add_argument("--run-id", help="put the jobs into this run; fresh scenes in it are skipped")
     farm.add_argument("--resume", action="store_true", help="continue the story's newest run")

@@ -4,8 +4,10 @@ API, and the film equals the one the first instance renders alone, frame for fra
 
 The story: 4 scenes at 128x80, 9 frames, 2 steps, two chains (s1 -> s2, s3 -> s4) so both workers have
 work at once; the shipped story_wan22_14b_flf2v.json with the text encoder swapped for the seeded test
-conditioning, as tests/test_comfyui_workflows.py runs it. A third address where nothing listens is
-reported by the worker check and left out. Runs when COMFYUI_PATH is set (see docs/comfyui-integration.md).
+conditioning, as tests/test_comfyui_workflows.py runs it. The first instance also takes the ``post``
+stage and renders the film with story_render.json (the one-instance run renders it on the coordinator:
+the same film). A third address where nothing listens is reported by the worker check and left out.
+Runs when COMFYUI_PATH is set (see docs/comfyui-integration.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray", reason="the farm needs ray (requirements-scale.txt)")
 
 WORKFLOW = REPO_ROOT / "example_workflows" / "story_wan22_14b_flf2v.json"
+RENDER_WORKFLOW = REPO_ROOT / "example_workflows" / "story_render.json"
+RENDER = {"interpolation": "off", "upscale": "off"}
 SIZE, FRAMES, STEPS = (128, 80), 9, 2
 PROMPT_TIMEOUT = 900.0
 
@@ -101,10 +105,17 @@ def test_two_comfyui_workers_render_the_story_together_into_the_one_worker_film(
                                              first.get("/object_info").json()))
     nobody = f"http://127.0.0.1:{free_port()}"
 
-    together = schedule.run_farm(story, workers=[first.url, second.url, nobody], workflow=prompt,
-                                 timeout_s=PROMPT_TIMEOUT, progress=False, render={"interpolation": "off",
-                                                                                   "upscale": "off"})
+    render = to_api_prompt(json.loads(RENDER_WORKFLOW.read_text(encoding="utf-8")), first.get("/object_info").json())
+    for node in render.values():
+        if node["class_type"] == "GemDirectStoryRender":
+            node["inputs"].update(RENDER)
+
+    # first takes scenes and the render (post), second scenes only: the film is rendered on first.
+    together = schedule.run_farm(story, workers=[f"{first.url}@scenes+post", f"{second.url}@scenes", nobody],
+                                 workflow=prompt, render_workflow=render, timeout_s=PROMPT_TIMEOUT, progress=False)
     assert together.failed == [], together.results
+    assert together.results["render"]["worker"] == first.url
+    assert together.results["render"]["method"] == f"Story Render prompt on {first.url}"
     left_out = {check.worker.name: check.problems for check in together.checks if not check.ok}
     assert list(left_out) == [nobody] and "not usable" in left_out[nobody][0]
     used = {e["worker"] for e in events.read_events(together.run.run_dir).of_kind(execute.FARM_JOB)
@@ -112,8 +123,9 @@ def test_two_comfyui_workers_render_the_story_together_into_the_one_worker_film(
     assert used == {first.url, second.url}, used  # both instances rendered scenes
 
     alone = schedule.run_farm(story, workers=[first.url], workflow=prompt, timeout_s=PROMPT_TIMEOUT, progress=False,
-                              render={"interpolation": "off", "upscale": "off"})
+                              render=RENDER)  # the film rendered on the coordinator this time
     assert alone.failed == [], alone.results
+    assert alone.results["render"]["worker"] == "coordinator"
     for scene in ("s1", "s2", "s3", "s4"):  # CPU sampling is deterministic across the two processes
         paths = [ledger.scene_paths(result.run, scene) for result in (together, alone)]
         a, b = (np.concatenate(list(master.iter_source_frames(p.master, 16, dtype="uint8", as_torch=False)))
@@ -125,4 +137,5 @@ def test_two_comfyui_workers_render_the_story_together_into_the_one_worker_film(
     assert chained["Telemetry"]["FLF2VSource"] == "previous-scene"  # started on s1's last frame, uploaded to it
     np.testing.assert_array_equal(frames_of(together.final_path), frames_of(alone.final_path))
     post = ledger.read_post(together.run)
+    assert os.path.isfile(together.run.metadata_path)  # the coordinator wrote the telemetry from its ledger
     assert {(j["From"], j["To"]): j["Used"] for j in post["Joins"]}[("s1", "s2")] == "continue"

@@ -3,7 +3,7 @@
 Everything in and out is plain JSON-able values (the Ray task carries them between processes):
 
 - ``context``: ``story_path``, ``preset``, ``run_dir``, ``home`` (GEMDIRECT_HOME), and for ComfyUI
-  workers ``prompt`` (the workflow's API prompt), ``transition_prompt``, ``story_folder`` (where
+  workers ``prompt`` (the workflow's API prompt), ``transition_prompt``, ``render_prompt``, ``story_folder`` (where
   the story goes in the worker's input/gemdirect/), ``timeout_s``;
 - ``worker``: a :class:`workers.WorkerSpec` as JSON (``url`` None: headless);
 - the result: ``{"job", "ok", "error", "method", "worker", "files"}``. A job whose prompt failed
@@ -221,13 +221,13 @@ def fetch_master(client: Any, run: ledger.Run, relative: str) -> None:
 
 
 def prompt_for(prompt: Mapping[str, Any], story_option: str, run_id: str, *, scene_index: int | None = None,
-               transition_index: int | None = None) -> dict[str, Any]:
+               transition_index: int | None = None, render: bool = False) -> dict[str, Any]:
     """The workflow's API prompt for one job: every Story Loader on ``story_option``, every Run on
     ``run_id``, Scene Select's ``scene_index`` and any ``transition_index`` widget set; Story Render nodes
-    left out (a worker holds only the scenes it was sent)."""
+    left out unless ``render`` (a scene's worker holds only the scenes it was sent)."""
     out = json.loads(json.dumps(prompt))
-    for key in [k for k, node in out.items() if node.get("class_type") == STORY_RENDER]:
-        del out[key]  # the film is the coordinator's render job, made from the whole ledger
+    for key in [k for k, node in out.items() if node.get("class_type") == STORY_RENDER and not render]:
+        del out[key]  # the film is the render job's, made from the whole ledger
     for node in out.values():
         inputs = node.setdefault("inputs", {})
         kind = node.get("class_type")
@@ -298,6 +298,44 @@ def comfy_transition(client: Any, run: ledger.Run, story: Any, job: Job, context
     return {"method": f"ComfyUI transition prompt on {client.url}", "files": [clip]}
 
 
+def _upload_tree(client: Any, run: ledger.Run, path: str) -> None:
+    """A file of the run, or every file of a folder of it (a PNG-frames master), onto the worker."""
+    if os.path.isdir(path):
+        for name in sorted(os.listdir(path)):
+            _upload_tree(client, run, os.path.join(path, name))
+    elif os.path.isfile(path):
+        _upload_run_file(client, run, path)
+
+
+def comfy_render(client: Any, run: ledger.Run, story: Any, context: Mapping[str, Any],
+                 on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """The render workflow on a ``post`` worker: the whole run goes there first (records, bookends, masters,
+    previews, transition clips); the film and its post record come back, and the coordinator writes the
+    run's telemetry from its own ledger."""
+    from ..run.writer import write_telemetry
+    from .client import PromptFailed
+
+    ids = list(ledger.story_info(run).scene_ids)
+    mirror_story(client, story, context["story_folder"])
+    mirror_run(client, run, ids)
+    for scene_id in ids:
+        record = ledger.read_scene(run, scene_id) or {}
+        video = record.get("Video") or {}
+        for relative in filter(None, (video.get("Path"), video.get("Master"))):
+            _upload_tree(client, run, ledger.resolve_in_run(run.run_dir, relative))
+    _upload_tree(client, run, run.transitions_dir)
+    prompt = prompt_for(context["render_prompt"], f"{context['story_folder']}/{os.path.basename(story.path)}",
+                        run.run_id, scene_index=len(ids), render=True)
+    client.run(prompt, float(context.get("timeout_s") or 1800), on_progress)
+    post = json.loads(fetch(client, run, posixpath.join("final", ledger.POST_FILE)))
+    if not post.get("FinalPath"):
+        raise PromptFailed(f"worker {client.url}: the render recorded no FinalPath in final/post.json")
+    fetch(client, run, post["FinalPath"])
+    ledger.record_post(run, post)
+    write_telemetry(run)
+    return {"method": f"Story Render prompt on {client.url}", "files": [post["FinalPath"]]}
+
+
 # --------------------------------------------------------------------------- one job
 
 
@@ -311,8 +349,10 @@ def run_job(job_value: Mapping[str, Any], context: Mapping[str, Any], worker: Ma
     url = worker.get("url")
     result: dict[str, Any] = {"job": job.id, "ok": True, "error": None, "worker": worker.get("name")}
     try:
-        if job.kind == RENDER:
+        if job.kind == RENDER and (url is None or not context.get("render_prompt")):
             result.update(render_film(run, story, context))
+        elif job.kind == RENDER:
+            result.update(comfy_render(ComfyClient(url), run, story, context, on_progress))
         elif url is None:
             if job.kind == SCENE:
                 result.update(headless_scene(run, story, story.plan.scenes[job.index - 1]))

@@ -77,7 +77,7 @@ def task_body(job_value: dict, context: dict, pool: Any) -> dict:
     job = graph.Job.from_json(job_value)
     run = execute.open_run(context)
     pid = os.getpid()
-    if job.kind == graph.RENDER:
+    if job.kind == graph.RENDER and not context.get("render_prompt"):
         worker, leased = {"name": "coordinator", "url": None, "stages": list(graph.STAGES)}, False
     else:
         while True:
@@ -202,6 +202,7 @@ def _api_prompt(workflow: str | os.PathLike[str] | Mapping[str, Any] | None, obj
 def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str] | None = None, local_workers: int = 1,
              workflow: str | os.PathLike[str] | Mapping[str, Any] | None = None,
              transition_workflow: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+             render_workflow: str | os.PathLike[str] | Mapping[str, Any] | None = None,
              preset: str = "from story", run_id: str = "", resume: bool = False,
              render: Mapping[str, Any] | None = None, timeout_s: float = 1800.0, progress: TextIO | bool = True,
              num_cpus: int | None = None, ray_address: str | None = None, max_retries: int | None = None,
@@ -210,7 +211,9 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     on ``local_workers`` slots of this machine's Ray when none are given.
 
     workflow / transition_workflow: a UI-format workflow file (an example workflow's name or a path) or an
-    API-format prompt dict, queued once per scene / per VACE transition (ComfyUI workers only).
+    API-format prompt dict, queued once per scene / per VACE transition (ComfyUI workers only);
+    render_workflow (e.g. story_render): the film is rendered by a worker that takes ``post`` instead of
+    on the coordinator.
     run_id: put the jobs into that run; resume: into the story's newest run; otherwise a new run. In an
     existing run, fresh scenes are skipped. render: Story Render's widgets for the final render (it runs
     on the coordinator). Returns a :class:`FarmResult`; FarmError when nothing can start.
@@ -227,7 +230,7 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     comfy_mode = specs[0].url is not None
     warnings: list[str] = []
     checks: list[WorkerCheck] = []
-    prompt = transition_prompt = None
+    prompt = transition_prompt = render_prompt = None
     if comfy_mode:
         if workflow is None:
             raise FarmError("ComfyUI workers need a workflow: give --workflow (e.g. story_wan22_14b_flf2v)")
@@ -239,7 +242,8 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
             warnings.append(f"{specs[0].name}: /object_info not read ({exc}); the workflow is converted without it")
         prompt = _api_prompt(workflow, object_info)
         transition_prompt = _api_prompt(transition_workflow, object_info)
-        checks = check_workers(specs, [p for p in (prompt, transition_prompt) if p], client_factory)
+        render_prompt = _api_prompt(render_workflow, object_info)
+        checks = check_workers(specs, [p for p in (prompt, transition_prompt, render_prompt) if p], client_factory)
         specs = [check.worker for check in checks if check.ok]
         if not specs:
             raise FarmError("no worker can run the workflow: " + "; ".join(
@@ -267,6 +271,7 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
                         jobs=[job.to_json() for job in todo], skipped=skipped, ray=ray.__version__)
     context = {"story_path": story_path, "preset": preset, "run_dir": run.run_dir, "farm_id": farm_id,
                "home": os.environ.get("GEMDIRECT_HOME", ""), "prompt": prompt, "transition_prompt": transition_prompt,
+               "render_prompt": render_prompt,
                "story_folder": f"farm-{story.plan.story_id}", "timeout_s": timeout_s, "render": dict(render or {})}
 
     _start_ray(len(specs), num_cpus, ray_address)
@@ -284,7 +289,7 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     refs: dict[str, Any] = {}
     for job in todo:
         options = {"num_cpus": 0, "max_retries": retries, "retry_exceptions": True, "scheduling_strategy": here,
-                   "resources": share if job.kind != graph.RENDER else {}}
+                   "resources": share if job.kind != graph.RENDER or render_prompt else {}}
         refs[job.id] = task.options(**options).remote(pack_dir, pack_name, job.to_json(), context, pool,
                                                       *[refs[d] for d in job.deps])
     bar = ProgressBar(len(todo), progress if not isinstance(progress, bool) else None) if progress else None
