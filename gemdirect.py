@@ -193,7 +193,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
             story, workers=args.workers, local_workers=args.local, workflow=args.workflow,
             transition_workflow=args.transition_workflow, render_workflow=args.render_workflow, preset=args.preset,
             run_id=args.run_id or "",
-            resume=args.resume, render=render, timeout_s=args.timeout, ray_address=args.ray_address)
+            resume=args.resume, render=render, timeout_s=args.timeout, ray_address=args.ray_address,
+            panels=[url for url in (args.panel or "").split(",") if url])
     except (ValueError, RuntimeError) as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     farm.add_argument("--interpolation", choices=("from story", "off", "target fps"),
                       help="Story Render's interpolation for the film (default: from story)")
     farm.add_argument("--timeout", type=float, default=1800.0, help="seconds one prompt may take (default 1800)")
+    farm.add_argument("--panel", help="ComfyUI URL(s) whose gemDirect panel shows the farm's scene states")
     farm.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
     farm.add_argument("--home", help="folder standing in for ComfyUI (input/, output/, models/)")
     farm.add_argument("--small", action="store_true", help="with STORY demo: the quick 256x144 demo story")

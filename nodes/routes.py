@@ -234,9 +234,16 @@ async def breaker_reset_handler(request: Any) -> Any:
         return web.json_response({"error": str(exc)}, status=exc.status)
 
 
+async def farm_scene_handler(request: Any) -> Any:
+    from .farm.progress import farm_scene_handler as relay_handler  # no Ray: the relay only
+
+    return await relay_handler(request)
+
+
 ROUTES = (
     ("GET", "/gemdirect/health", health_handler),
     ("POST", "/gemdirect/breaker/reset", breaker_reset_handler),
+    ("POST", "/gemdirect/farm/scene", farm_scene_handler),  # the farm's scene states for the panel's badges
 )
 
 

@@ -341,3 +341,24 @@ def test_the_command_line_farms_a_story_and_resumes_its_newest_run(local_ray, st
     run_line = next(line for line in first.splitlines() if line.startswith("run: "))
     assert run_line in again  # the same run
     assert gemdirect.main(["farm", "no/such/story.json", "--home", str(comfy_home)]) == 1
+
+
+def test_the_panel_relay_turns_farm_states_into_scene_badge_events_and_refuses_bad_bodies(comfy_home):
+    from test_vram_health import call
+
+    comfy = pack_module("nodes.comfy")
+    seen = []
+    comfy.event_listeners.append(lambda event, data: seen.append((event, data)))
+    try:
+        body = {"run_id": "20261201-120000-abcd", "story_id": "farm-test", "scene": "s2", "index": 2,
+                "state": "rendering", "worker": "http://gpu-a:8188"}
+        status, answer = call("POST", "/gemdirect/farm/scene", json=body)
+        assert status == 200 and answer["sent"]["farm"] is True
+        assert seen == [("gemdirect.scene", answer["sent"])] and seen[0][1]["state"] == "rendering"
+        for field, value, words in (("state", "started", "not one of"), ("scene", "../x", "cannot name a file"),
+                                    ("index", 0, "not a scene position")):
+            status, answer = call("POST", "/api/gemdirect/farm/scene", json={**body, field: value})
+            assert status == 400 and words in answer["error"], (field, answer)
+        assert len(seen) == 1
+    finally:
+        comfy.event_listeners.pop()

@@ -70,6 +70,17 @@ def _attempt(run: ledger.Run, farm_id: str, job_id: str) -> int:
     return len(started) + 1
 
 
+def _badge(context: Mapping[str, Any], run: ledger.Run, job: graph.Job, farm_state: str, worker: str | None,
+           error: str | None = None) -> None:
+    """A scene job's state to the panels (``--panel``): a problem there is noted in the run, never fatal."""
+    from .progress import post_state
+
+    if job.kind != graph.SCENE or not context.get("panels"):
+        return
+    for problem in post_state(list(context["panels"]), run, job.scene, job.index, farm_state, worker, error):
+        events.append_event(run.run_dir, events.WARNING, scene=job.scene, text=f"farm progress not shown: {problem}")
+
+
 def task_body(job_value: dict, context: dict, pool: Any) -> dict:
     """One job in a Ray worker process: lease a worker, do the job, record what happened."""
     import ray
@@ -95,6 +106,7 @@ def task_body(job_value: dict, context: dict, pool: Any) -> dict:
     attempt = _attempt(run, context["farm_id"], job.id)
     started = time.time()
     execute.farm_event(run, job, "started", farm=context["farm_id"], worker=worker["name"], attempt=attempt, pid=pid)
+    _badge(context, run, job, "started", worker["name"])
     try:
         try:
             result = execute.run_job(job_value, context, worker,
@@ -103,10 +115,12 @@ def task_body(job_value: dict, context: dict, pool: Any) -> dict:
             ray.get(pool.lose.remote(worker["name"], str(exc)))
             execute.farm_event(run, job, "lost", farm=context["farm_id"], worker=worker["name"], attempt=attempt,
                                error=str(exc), elapsed_s=round(time.time() - started, 3))
+            _badge(context, run, job, "lost", worker["name"])
             raise
         execute.farm_event(run, job, "done" if result["ok"] else "failed", farm=context["farm_id"],
                            worker=worker["name"], attempt=attempt, elapsed_s=round(time.time() - started, 3),
                            method=result.get("method"), error=result.get("error"))
+        _badge(context, run, job, "done" if result["ok"] else "failed", worker["name"], result.get("error"))
     finally:  # after the job's last event, so the next job on this worker starts after it in the log too
         if leased:
             ray.get(pool.release.remote(worker["name"], pid))
@@ -205,7 +219,8 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
              render_workflow: str | os.PathLike[str] | Mapping[str, Any] | None = None,
              preset: str = "from story", run_id: str = "", resume: bool = False,
              render: Mapping[str, Any] | None = None, timeout_s: float = 1800.0, progress: TextIO | bool = True,
-             num_cpus: int | None = None, ray_address: str | None = None, max_retries: int | None = None,
+             panels: Sequence[str] = (), num_cpus: int | None = None, ray_address: str | None = None,
+             max_retries: int | None = None,
              client_factory: Callable[[str], Any] = ComfyClient) -> FarmResult:
     """Render the story at ``story_path`` across ``workers`` (ComfyUI URLs, ``URL@stage+stage``), or headless
     on ``local_workers`` slots of this machine's Ray when none are given.
@@ -213,7 +228,8 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     workflow / transition_workflow: a UI-format workflow file (an example workflow's name or a path) or an
     API-format prompt dict, queued once per scene / per VACE transition (ComfyUI workers only);
     render_workflow (e.g. story_render): the film is rendered by a worker that takes ``post`` instead of
-    on the coordinator.
+    on the coordinator. panels: ComfyUI URLs whose sidebar panel shows the scenes' states as badges
+    (``POST /gemdirect/farm/scene``).
     run_id: put the jobs into that run; resume: into the story's newest run; otherwise a new run. In an
     existing run, fresh scenes are skipped. render: Story Render's widgets for the final render (it runs
     on the coordinator). Returns a :class:`FarmResult`; FarmError when nothing can start.
@@ -272,7 +288,8 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     context = {"story_path": story_path, "preset": preset, "run_dir": run.run_dir, "farm_id": farm_id,
                "home": os.environ.get("GEMDIRECT_HOME", ""), "prompt": prompt, "transition_prompt": transition_prompt,
                "render_prompt": render_prompt,
-               "story_folder": f"farm-{story.plan.story_id}", "timeout_s": timeout_s, "render": dict(render or {})}
+               "story_folder": f"farm-{story.plan.story_id}", "timeout_s": timeout_s, "render": dict(render or {}),
+               "panels": list(panels)}
 
     _start_ray(len(specs), num_cpus, ray_address)
     import ray.cloudpickle as cloudpickle
@@ -292,6 +309,8 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
                    "resources": share if job.kind != graph.RENDER or render_prompt else {}}
         refs[job.id] = task.options(**options).remote(pack_dir, pack_name, job.to_json(), context, pool,
                                                       *[refs[d] for d in job.deps])
+    for job in todo:
+        _badge(context, run, job, "queued", None)
     bar = ProgressBar(len(todo), progress if not isinstance(progress, bool) else None) if progress else None
     pending = list(refs.values())
     while pending:
