@@ -250,12 +250,13 @@ def run_farm(story_path: str | os.PathLike[str], *, workers: str | Sequence[str]
     if comfy_mode:
         if workflow is None:
             raise FarmError("ComfyUI workers need a workflow: give --workflow (e.g. story_wan22_14b_flf2v)")
-        probe = client_factory(specs[0].url)
-        try:
-            object_info = probe.object_info()
-        except Exception as exc:
-            object_info = {}
-            warnings.append(f"{specs[0].name}: /object_info not read ({exc}); the workflow is converted without it")
+        object_info: dict[str, Any] = {}
+        for spec in specs:  # the first worker that answers converts a UI workflow
+            try:
+                object_info = client_factory(spec.url).object_info()
+                break
+            except Exception as exc:
+                warnings.append(f"{spec.name}: /object_info not read ({exc})")
         prompt = _api_prompt(workflow, object_info)
         transition_prompt = _api_prompt(transition_workflow, object_info)
         render_prompt = _api_prompt(render_workflow, object_info)
