@@ -41,9 +41,10 @@ def write_story(folder: Path) -> Path:
     for index, look in enumerate(("dawn", "noon", "dusk", "noon"), start=1):
         demo.paint_keyframe(look, SIZE).save(folder / "keyframes" / f"k{index}.png")
         scenes.append({"id": f"s{index}", "prompt": f"the lighthouse at {look}", "frames": FRAMES, "steps": STEPS,
+                       "width": SIZE[0], "height": SIZE[1],  # a scene's size beats the preset's, the defaults' do not
                        "keyframe": f"keyframes/k{index}.png", "chain": index in (2, 4)})
     story = {"schema": "gemdirect.story/1", "id": "itest-farm", "title": "Farm integration test",
-             "defaults": {"preset": "standard", "width": SIZE[0], "height": SIZE[1], "cfg": 5.0, "seed": 7,
+             "defaults": {"preset": "standard", "cfg": 5.0, "seed": 7,
                           "transition": {"kind": "cut", "frames": 0}},
              "scenes": scenes}
     path = folder / "story.json"
@@ -132,7 +133,7 @@ def test_two_comfyui_workers_render_the_story_together_into_the_one_worker_film(
                 for p in paths)
         np.testing.assert_array_equal(a, b, err_msg=f"scene {scene} differs between the runs")
         record = ledger.read_scene(together.run, scene)
-        assert record["Success"] is True and record["FrameCount"] == FRAMES
+        assert record["Success"] is True and record["FrameCount"] == FRAMES and record["Resolution"] == "128x80"
     chained = ledger.read_scene(together.run, "s2")
     assert chained["Telemetry"]["FLF2VSource"] == "previous-scene"  # started on s1's last frame, uploaded to it
     np.testing.assert_array_equal(frames_of(together.final_path), frames_of(alone.final_path))
