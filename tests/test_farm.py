@@ -68,7 +68,7 @@ def test_story_graph_chains_scenes_only_where_chained_and_transitions_wait_for_b
     assert jobs["scene:s1"].deps == () and jobs["scene:s4"].deps == () and jobs["scene:s6"].deps == ()
     assert jobs["scene:s2"].deps == ("scene:s1",) and jobs["scene:s3"].deps == ("scene:s2",)
     assert jobs["scene:s5"].deps == ("scene:s4",)
-    assert jobs["transition:s3--s4"].deps == ("scene:s3", "scene:s4") and jobs["transition:s3--s4"].index == 3
+    assert jobs["transition:s3--s4"].deps == ("scene:s3", "scene:s4") and jobs["transition:s3--s4"].index == 1
     assert "transition:s5--s6" not in jobs  # a crossfade is the render's work, not a job
     assert set(jobs["render"].deps) == set(jobs) - {"render"}
     assert [j.stage for j in jobs.values()].count("scenes") == 6 and jobs["transition:s3--s4"].stage == "transitions"
@@ -263,7 +263,7 @@ def test_two_local_workers_overlap_respect_every_dependency_and_make_the_one_wor
           f"largest overlap {overlap_seconds(spans_two):.2f} s")
     np.testing.assert_array_equal(film_frames(one.final_path), film_frames(two.final_path))
     # The VACE pair's clip was made by the transition job (a crossfade of the masters, and it says so).
-    record = json.loads(Path(two.run.transitions_dir, "s3--s4.json").read_text())
+    record = json.loads(Path(two.run.transitions_dir, "s3--s4.headless.json").read_text())
     assert record["Method"] == "crossfade" and record["Engine"] == "farm-headless"
     post = ledger.read_post(two.run)
     joins = {(j["From"], j["To"]): j["Used"] for j in post["Joins"]}

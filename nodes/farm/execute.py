@@ -42,7 +42,8 @@ TRANSITION_CRF = 12
 SCENE_SELECT, RUN_NODE, STORY_LOADER = "GemDirectSceneSelect", "GemDirectRun", "GemDirectStoryLoader"
 STORY_RENDER = "GemDirectStoryRender"
 TRANSITION_INDEX = "transition_index"
-TRANSITION_RECORD = "{a}--{b}.json"
+TRANSITION_RECORD = "{a}--{b}.json"  # the VACE nodes' record (gemdirect.transition/1), fetched from a worker
+HEADLESS_RECORD = "{a}--{b}.headless.json"  # the headless crossfade's own note: not a VACE record
 
 
 def load_story(context: Mapping[str, Any]) -> Any:
@@ -136,7 +137,7 @@ def headless_transition(run: ledger.Run, story: Any, job: Job) -> dict[str, Any]
             "scene masters (no VACE model runs headless); the film's vace join shows that crossfade")
     record = {"From": a_id, "To": b_id, "Frames": frames, "Method": "crossfade", "Engine": "farm-headless",
               "Path": ledger.relative_path(run, path), "Easing": a.transition.easing, "Note": note}
-    atomic_write_json(os.path.join(run.transitions_dir, TRANSITION_RECORD.format(a=a_id, b=b_id)), record)
+    atomic_write_json(os.path.join(run.transitions_dir, HEADLESS_RECORD.format(a=a_id, b=b_id)), record)
     ledger.warn(run, note)
     return {"method": "crossfade clip (headless: no VACE model)", "files": [record["Path"]]}
 
@@ -277,6 +278,8 @@ def comfy_transition(client: Any, run: ledger.Run, story: Any, job: Job, context
                      on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     """The transition workflow with ``transition_index`` set; both scenes' records and masters go to the worker
     first; the clip ``transitions/<a>--<b>.mp4`` (and its record, if the workflow writes one) come back."""
+    from .client import PromptFailed
+
     a_id, b_id = job.pair
     mirror_story(client, story, context["story_folder"])
     mirror_run(client, run, [a_id, b_id])
@@ -288,14 +291,24 @@ def comfy_transition(client: Any, run: ledger.Run, story: Any, job: Job, context
     prompt = prompt_for(context["transition_prompt"], f"{context['story_folder']}/{os.path.basename(story.path)}",
                         run.run_id, transition_index=job.index)
     client.run(prompt, float(context.get("timeout_s") or 1800), on_progress)
-    clip = ledger.relative_path(run, ledger.transition_path(run, a_id, b_id))
-    fetch(client, run, clip)
-    record_name = posixpath.join("transitions", TRANSITION_RECORD.format(a=a_id, b=b_id))
-    sub, base = posixpath.split(record_name)
-    data = client.view(base, posixpath.join(worker_run_folder(run), sub), "output")
-    if data is not None:
-        atomic_write_bytes(ledger.resolve_in_run(run.run_dir, record_name), data)
-    return {"method": f"ComfyUI transition prompt on {client.url}", "files": [clip]}
+    stem = posixpath.join("transitions", f"{a_id}--{b_id}")
+    fetched = []
+    for relative in (f"{stem}.mp4", f"{stem}.mkv"):  # the preview and the lossless master the render reads
+        sub, base = posixpath.split(relative)
+        data = client.view(base, posixpath.join(worker_run_folder(run), sub), "output")
+        if data is not None:
+            atomic_write_bytes(ledger.resolve_in_run(run.run_dir, relative), data)
+            fetched.append(relative)
+    if not any(name.endswith(".mkv") for name in fetched):
+        try:  # a PNG-frames master where the worker's PyAV has no FFV1
+            fetch_master(client, run, f"{stem}_frames")
+            fetched.append(f"{stem}_frames")
+        except PromptFailed:
+            pass
+    if not fetched:
+        raise PromptFailed(f"worker {client.url}: the transition workflow left no {stem}.mp4/.mkv in its run folder")
+    fetch(client, run, f"{stem}.json")  # the record last: a reader never sees it before its files
+    return {"method": f"ComfyUI transition prompt on {client.url}", "files": fetched}
 
 
 def _upload_tree(client: Any, run: ledger.Run, path: str) -> None:

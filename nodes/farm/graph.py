@@ -35,8 +35,8 @@ class Job:
 
     ``id`` is unique and names the job in events (``scene:b``, ``transition:b--c``, ``render``);
     ``scene`` the scene id for keyframe/scene/post jobs, ``pair`` (a, b) for a transition;
-    ``index`` the 1-based scene index (Scene Select) or transition index (the pair's position, 1 for
-    the join after scene 1).
+    ``index`` the 1-based scene index (Scene Select) or transition index (VACE Prep's ``transition_index``:
+    the pair's position among the story's ``vace`` transitions in play order, 1 for the first).
     """
 
     id: str
@@ -92,10 +92,10 @@ def story_graph(scenes: Sequence[Any], *, keyframes: bool = False, post: bool = 
                         details={"chain": bool(scene.chain and scene.index > 1)}))
         if post:
             jobs.append(Job(f"{POST}:{scene.id}", POST, (scene_job_id(scene.id),), scene=scene.id, index=scene.index))
-    for position, (a, b) in enumerate(itertools.pairwise(scenes), start=1):
-        if a.transition.kind == "vace" and a.transition.frames:
-            jobs.append(Job(transition_job_id(a.id, b.id), TRANSITION, (scene_job_id(a.id), scene_job_id(b.id)),
-                            pair=(a.id, b.id), index=position, details={"frames": int(a.transition.frames)}))
+    vace_pairs = [(a, b) for a, b in itertools.pairwise(scenes) if a.transition.kind == "vace"]
+    for position, (a, b) in enumerate(vace_pairs, start=1):
+        jobs.append(Job(transition_job_id(a.id, b.id), TRANSITION, (scene_job_id(a.id), scene_job_id(b.id)),
+                        pair=(a.id, b.id), index=position, details={"frames": int(a.transition.frames)}))
     if render:
         jobs.append(Job(RENDER, RENDER, tuple(job.id for job in jobs)))
     return ordered(jobs)
