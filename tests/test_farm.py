@@ -362,3 +362,22 @@ def test_the_panel_relay_turns_farm_states_into_scene_badge_events_and_refuses_b
         assert len(seen) == 1
     finally:
         comfy.event_listeners.pop()
+
+
+def test_the_pack_as_comfyui_loads_it_never_imports_ray():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+        from conftest import load_pack, pack_module
+        load_pack()
+        pack_module("nodes.routes")
+        pack_module("nodes.farm.progress")  # the panel relay the routes serve
+        print("ray" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
