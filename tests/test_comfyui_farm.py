@@ -211,4 +211,5 @@ def test_a_comfyui_worker_killed_mid_prompt_has_its_scene_rendered_by_the_other(
     for scene in ("s1", "s3"):  # nothing lost, and each scene as the one-instance run made it
         assert ledger.read_scene(result.run, scene)["Success"] is True
         np.testing.assert_array_equal(master_frames(result.run, scene), master_frames(farm_runs.alone.run, scene))
-    assert frames_of(result.final_path).shape[0] == 2 * FRAMES
+    (join,) = ledger.read_post(result.run)["Joins"]  # the preset's transition between the two (a crossfade)
+    assert frames_of(result.final_path).shape[0] == 2 * FRAMES - join["Frames"]
