@@ -4,6 +4,8 @@
     python gemdirect.py demo                 render the bundled demo story as an animatic, end to end
     python gemdirect.py plan STORY.json      check a story and print its scene plan
     python gemdirect.py validate RUN_DIR     check a run folder's telemetry (see docs/telemetry.md)
+    python gemdirect.py farm [--workers URL[,URL...]] STORY [--workflow NAME]
+                                             render a story across ComfyUI workers (or headless) on Ray
 
 The pack is imported exactly as ComfyUI imports it (a package named after this folder), so the
 command line runs the same node classes a ComfyUI graph runs. ComfyUI's folders (input/, output/,
@@ -163,6 +165,56 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return int(validate.main([args.run_dir]))
 
 
+def _story_file(home: Path, story: str) -> Path | None:
+    """STORY as a file: a path, or a story name as Story Loader lists it (``demo/story.json``)."""
+    for candidate in (Path(story), home / "input" / "gemdirect" / story):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def cmd_farm(args: argparse.Namespace) -> int:
+    home = _use_home(args.home)
+    try:
+        schedule = pack_module("nodes.farm.schedule")
+    except ImportError as exc:
+        print(f"the farm needs ray: pip install -r requirements-scale.txt ({exc})", file=sys.stderr)
+        return 2
+    if args.story == "demo":
+        pack_module("nodes.story.nodes").list_stories()  # installs the demo story on first use
+        args.story = _small_demo_story(home) if args.small else "demo/story.json"
+    story = _story_file(home, args.story)
+    if story is None:
+        print(f"STORY {args.story}: no such file, nor a story under {home / 'input' / 'gemdirect'}", file=sys.stderr)
+        return 1
+    render = {"interpolation": args.interpolation} if args.interpolation else {}
+    try:
+        result = schedule.run_farm(
+            story, workers=args.workers, local_workers=args.local, workflow=args.workflow,
+            transition_workflow=args.transition_workflow, render_workflow=args.render_workflow, preset=args.preset,
+            run_id=args.run_id or "",
+            resume=args.resume, render=render, timeout_s=args.timeout, ray_address=args.ray_address,
+            panels=[url for url in (args.panel or "").split(",") if url])
+    except (ValueError, RuntimeError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for check in result.checks:
+        state = "ok" if check.ok else "LEFT OUT: " + "; ".join(check.problems)
+        print(f"worker {check.worker.name} (gemDirect {check.version}, stages {'+'.join(check.worker.stages)}): "
+              f"{state}")
+    for job in result.skipped:
+        print(f"{job}: skipped (fresh in run {result.run.run_id})")
+    for job, outcome in result.results.items():
+        what = outcome.get("method") if outcome.get("ok") else f"FAILED: {outcome.get('error')}"
+        print(f"{job}: {what} [{outcome.get('worker')}]")
+    for warning in result.warnings:
+        print(f"WARNING: {warning}")
+    print(f"run: {result.run.run_dir}")
+    print(f"film: {result.final_path or '(not rendered)'}")
+    print(f"farm finished in {result.elapsed_s:.1f} s")
+    return 0 if not result.failed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gemdirect.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +232,27 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a run folder's telemetry")
     validate.add_argument("run_dir")
     validate.set_defaults(run=cmd_validate)
+    farm = sub.add_parser("farm", help="render a story across ComfyUI workers on Ray (headless without --workers)")
+    farm.add_argument("story", help="story.json path, a story name under input/gemdirect/, or 'demo'")
+    farm.add_argument("--workers", help="ComfyUI workers URL[@stage+stage],...: stages keyframes, scenes, "
+                      "transitions, post (default: every stage); none: headless on this machine")
+    farm.add_argument("--local", type=int, default=2, help="headless workers without --workers (default 2)")
+    farm.add_argument("--workflow", help="the scene workflow workers run: a shipped name "
+                      "(story_wan22_14b_flf2v) or a file (UI or API format)")
+    farm.add_argument("--transition-workflow", help="the workflow for VACE transitions (transition_index is set)")
+    farm.add_argument("--render-workflow", help="render the film on a worker that takes post (e.g. story_render); "
+                      "default: Story Render on this machine")
+    farm.add_argument("--preset", default="from story")
+    farm.add_argument("--run-id", help="put the jobs into this run; fresh scenes in it are skipped")
+    farm.add_argument("--resume", action="store_true", help="continue the story's newest run")
+    farm.add_argument("--interpolation", choices=("from story", "off", "target fps"),
+                      help="Story Render's interpolation for the film (default: from story)")
+    farm.add_argument("--timeout", type=float, default=1800.0, help="seconds one prompt may take (default 1800)")
+    farm.add_argument("--panel", help="ComfyUI URL(s) whose gemDirect panel shows the farm's scene states")
+    farm.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
+    farm.add_argument("--home", help="folder standing in for ComfyUI (input/, output/, models/)")
+    farm.add_argument("--small", action="store_true", help="with STORY demo: the quick 256x144 demo story")
+    farm.set_defaults(run=cmd_farm)
     args = parser.parse_args(argv)
     return args.run(args)
 

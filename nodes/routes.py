@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import comfy
+from .version import pack_version
 from .vram import breaker as breakers
 from .vram.probe import MB, VramReading, read_vram
 
@@ -153,6 +154,7 @@ def health_report(*, probe: Callable[[], VramReading] | None = None,
         "status": _worst(device_state, breaker_state),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "comfyui": comfy.inside_comfyui(),
+        "pack": {"name": "gemdirect", "version": pack_version()},  # the farm checks workers against it
         "device": device,
         "breaker": breaker,
         "queue": queue_part,
@@ -232,9 +234,16 @@ async def breaker_reset_handler(request: Any) -> Any:
         return web.json_response({"error": str(exc)}, status=exc.status)
 
 
+async def farm_scene_handler(request: Any) -> Any:
+    from .farm.progress import farm_scene_handler as relay_handler  # no Ray: the relay only
+
+    return await relay_handler(request)
+
+
 ROUTES = (
     ("GET", "/gemdirect/health", health_handler),
     ("POST", "/gemdirect/breaker/reset", breaker_reset_handler),
+    ("POST", "/gemdirect/farm/scene", farm_scene_handler),  # the farm's scene states for the panel's badges
 )
 
 
