@@ -106,8 +106,10 @@ def test_worker_specs_take_stages_and_refuse_bad_entries():
 
 def local_schemas() -> dict:
     module = load_pack()
-    return json.loads(json.dumps(load_schemas() | pack_schemas(module.NODE_CLASS_MAPPINGS,
-                                                               module.NODE_DISPLAY_NAME_MAPPINGS), default=str))
+    third_party = load_schemas(REPO_ROOT / "tests" / "data" / "object_info_fastvideo.json")  # FastVideo's workflow
+    return json.loads(json.dumps(load_schemas() | third_party | pack_schemas(module.NODE_CLASS_MAPPINGS,
+                                                                             module.NODE_DISPLAY_NAME_MAPPINGS),
+                                 default=str))
 
 
 def test_the_farms_workflow_conversion_is_the_suites_for_every_shipped_workflow():
