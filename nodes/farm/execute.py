@@ -12,8 +12,8 @@ Everything in and out is plain JSON-able values (the Ray task carries them betwe
 
 Headless (no ``--workers``): a scene is rendered as the demo renders it (Run -> Chain Start ->
 Animatic -> Scene Save: the animatic of an FLF2V scene, from the start image into the keyframe);
-a transition is made from the two scene masters as a crossfade clip (the headless path has no
-VACE model), recorded as such with a warning; the render is Story Render.
+a transition makes no clip (the headless path has no VACE model): a note and a warning say the render
+crossfades that vace join instead; the render is Story Render.
 
 On a ComfyUI worker the coordinator mirrors onto the worker what the prompt reads (the story and
 its files into ``input/gemdirect/<story_folder>/``; the run's manifest and story, the previous
@@ -25,7 +25,6 @@ record and files back with ``/view``. Workers share no storage.
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import posixpath
@@ -38,12 +37,11 @@ from .graph import RENDER, SCENE, TRANSITION, Job
 
 FARM_JOB = "farm_job"  # the event the coordinator's ledger gets for every job attempt (panel, tests)
 HEADLESS_MOVES = ("push in", "pan right", "pull out", "pan left", "tilt up", "tilt down")
-TRANSITION_CRF = 12
 SCENE_SELECT, RUN_NODE, STORY_LOADER = "GemDirectSceneSelect", "GemDirectRun", "GemDirectStoryLoader"
 STORY_RENDER = "GemDirectStoryRender"
 TRANSITION_INDEX = "transition_index"
 TRANSITION_RECORD = "{a}--{b}.json"  # the VACE nodes' record (gemdirect.transition/1), fetched from a worker
-HEADLESS_RECORD = "{a}--{b}.headless.json"  # the headless crossfade's own note: not a VACE record
+HEADLESS_RECORD = "{a}--{b}.headless.json"  # the headless farm's note (no clip): not a VACE record
 
 
 def load_story(context: Mapping[str, Any]) -> Any:
@@ -90,56 +88,25 @@ def headless_scene(run: ledger.Run, story: Any, scene: Any) -> dict[str, Any]:
         run, ledger.scene_paths(run, scene.id).record)]}
 
 
-def _scene_frames(run: ledger.Run, scene_id: str, head: int | None = None, tail: int | None = None) -> Any:
-    """The first ``head`` or last ``tail`` frames of a scene's master, [N,H,W,3] float32 numpy."""
-    import numpy as np
-
-    from ..render.join import RenderError, _scene_source
-    from ..video.master import iter_source_frames
-
-    _record, path, _source, problem = _scene_source(run, scene_id)
-    if problem:
-        raise RenderError(f"scene '{scene_id}' {problem}")
-    kept: collections.deque = collections.deque(maxlen=tail)
-    taken = []
-    for chunk in iter_source_frames(path, 8, as_torch=False):
-        for frame in chunk:
-            if head is not None:
-                taken.append(frame)
-                if len(taken) == head:
-                    return np.stack(taken)
-            else:
-                kept.append(frame)
-    return np.stack(taken if head is not None else list(kept))
-
-
 def headless_transition(run: ledger.Run, story: Any, job: Job) -> dict[str, Any]:
-    """The pair's join material as a clip: A's last N frames crossfaded into B's first N (the render's own
-    weights), written where the render takes a transition clip, with a record and a warning saying so."""
-    import numpy as np
-
-    from ..render.join import crossfade_weights
-    from ..video.encode import encode_video
+    """No VACE model runs headless: the pair is left to the render, which crossfades a ``vace`` join that has no
+    transition clip (Story Render reports ``vace->crossfade`` with the reason). Both scenes must be made (the job's
+    dependencies); the note and a run warning say what was done instead of a VACE clip."""
+    from ..render.join import RenderError, _scene_source
 
     a_id, b_id = job.pair
+    for scene_id in (a_id, b_id):
+        if _scene_source(run, scene_id)[3]:
+            raise RenderError(f"transition '{a_id}' -> '{b_id}': scene '{scene_id}' {_scene_source(run, scene_id)[3]}")
     a = next(s for s in story.plan.scenes if s.id == a_id)
     frames = int(a.transition.frames)
-    outgoing, incoming = _scene_frames(run, a_id, tail=frames), _scene_frames(run, b_id, head=frames)
-    if incoming.shape[1:] != outgoing.shape[1:]:
-        from ..chain.start import fit_pixels
-
-        incoming = np.stack([fit_pixels(f, outgoing.shape[2], outgoing.shape[1]) for f in incoming])
-    weights = crossfade_weights(frames, a.transition.easing)
-    clip = [outgoing[k] * (1.0 - w) + incoming[k] * w for k, w in enumerate(weights)]
-    path = ledger.transition_path(run, a_id, b_id)
-    encode_video(path, np.stack(clip).astype("float32"), a.fps, crf=TRANSITION_CRF)
-    note = (f"transition '{a_id}' -> '{b_id}': the headless farm made it as a {frames}-frame crossfade of the two "
-            "scene masters (no VACE model runs headless); the film's vace join shows that crossfade")
+    note = (f"transition '{a_id}' -> '{b_id}': no VACE model runs on the headless farm, so no transition clip was "
+            f"made; the render crossfades this vace join over {frames} frames instead (Story Render: vace->crossfade)")
     record = {"From": a_id, "To": b_id, "Frames": frames, "Method": "crossfade", "Engine": "farm-headless",
-              "Path": ledger.relative_path(run, path), "Easing": a.transition.easing, "Note": note}
+              "Easing": a.transition.easing, "Note": note}
     atomic_write_json(os.path.join(run.transitions_dir, HEADLESS_RECORD.format(a=a_id, b=b_id)), record)
     ledger.warn(run, note)
-    return {"method": "crossfade clip (headless: no VACE model)", "files": [record["Path"]]}
+    return {"method": "none (headless: no VACE model; the render crossfades)", "files": []}
 
 
 def render_film(run: ledger.Run, story: Any, context: Mapping[str, Any]) -> dict[str, Any]:

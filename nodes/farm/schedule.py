@@ -164,14 +164,21 @@ class ProgressBar:
 
 
 def _resume_skips(run: ledger.Run, story: Any, jobs: Sequence[graph.Job]) -> list[str]:
-    """Jobs already done in ``run``: fresh scenes, and transitions with a clip whose two scenes are fresh."""
+    """Jobs already done in ``run``: fresh scenes, and transitions that are fresh (a VACE clip whose record matches
+    both scenes, nodes/vace/transitions.py) or, headless, noted as left to the render with both scenes fresh."""
     from ..run.freshness import FRESH, scene_states
+    from ..vace.transitions import transition_states
+    from .execute import HEADLESS_RECORD
 
-    fresh = {state.scene for state in scene_states(run, story.plan.scenes) if state.state == FRESH}
+    states = scene_states(run, story.plan.scenes)
+    fresh = {state.scene for state in states if state.state == FRESH}
+    made = {(t.from_scene, t.to_scene) for t in transition_states(run, story.plan.scenes, states) if t.state == FRESH}
     skip = [graph.scene_job_id(s) for s in fresh]
     for job in jobs:
-        if job.kind == graph.TRANSITION and set(job.pair) <= fresh \
-                and os.path.isfile(ledger.transition_path(run, *job.pair)):
+        if job.kind != graph.TRANSITION or not set(job.pair) <= fresh:
+            continue
+        a, b = job.pair
+        if (a, b) in made or os.path.isfile(os.path.join(run.transitions_dir, HEADLESS_RECORD.format(a=a, b=b))):
             skip.append(job.id)
     return skip
 
