@@ -45,7 +45,11 @@ WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "WanVaceToVideo": ("wan21_vace", "wan21_vae"),
     "Wan22FunControlToVideo": ("wan22_fun_control", "wan21_vae"),
     "EmptyHunyuanLatentVideo": ("wan_t2v", "wan21_vae"),
+    "EmptySD3LatentImage": ("lumina2_zimage", "flux_ae"),  # Z-Image Turbo: a Lumina-2 stand-in (tiny_zimage.py)
 }
+# CLIPLoader type -> (width, attention mask) of the conditioning its model reads; others: umt5-xxl's 4096.
+# lumina2 here is qwen_3_4b (Z-Image): 2560 wide, with the mask ComfyUI's Lumina 2 model needs for num_tokens.
+TEXT_WIDTHS: dict[str, tuple[int, bool]] = {"lumina2": (2560, True)}
 
 
 class WorkflowRunError(AssertionError):
@@ -107,7 +111,11 @@ def swap_text_encoder(prompt: Mapping[str, dict]) -> dict[str, dict]:
     loaders = set(of_type(swapped, *TEXT_LOADERS))
     for key in of_type(swapped, TEXT_ENCODE):
         inputs = swapped[key]["inputs"]
-        swapped[key] = {"class_type": TEST_CONDITIONING, "inputs": {"text": inputs["text"], "tokens": 16},
+        clip = inputs.get("clip")
+        loader = swapped.get(clip[0], {}) if isinstance(clip, list) else {}
+        width, mask = TEXT_WIDTHS.get(loader.get("inputs", {}).get("type"), (4096, False))
+        swapped[key] = {"class_type": TEST_CONDITIONING,
+                        "inputs": {"text": inputs["text"], "tokens": 16, "width": width, "attention_mask": mask},
                         "_meta": {"title": f"{swapped[key].get('_meta', {}).get('title', TEXT_ENCODE)} (test)"}}
     for key, node in swapped.items():
         for name, value in node["inputs"].items():
