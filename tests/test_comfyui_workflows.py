@@ -45,6 +45,7 @@ from workflow_run import (
 )
 
 pytestmark = pytest.mark.integration
+SAVE_KEYFRAME = "GemDirectSaveKeyframe"
 
 SCENES = 3  # the suite stays near 15 min with 3; 2 would still show chaining
 SCENE_FRAMES = 9
@@ -145,11 +146,11 @@ def write_control_zip(path: Path, frames: int, size: tuple[int, int]) -> str:
 
 
 def write_story(folder: Path, sid: str, family: str | None, control: bool = False, svi: bool = False,
-                vace: bool = False) -> Path:
+                vace: bool = False, unknown: bool = False) -> Path:
     """A small story of SCENES chained scenes with painted keyframes at the family's test size (and, for a
     workflow with Control Sequence, a control zip per scene and a high-noise LoRA on the first; for a workflow
     with SVI nodes, SVI on at the low CFG SVI runs at; for a VACE workflow, longer scenes and every join a vace
-    transition)."""
+    transition; with ``unknown``, fields the pack does not know, which a keyframe save must keep)."""
     demo = pack_module("nodes.story.demo")
     width, height = SIZE.get(family, DEFAULT_SIZE)
     looks = ("dawn", "noon", "dusk")
@@ -174,6 +175,10 @@ def write_story(folder: Path, sid: str, family: str | None, control: bool = Fals
              "scenes": scenes}
     if svi:
         story["defaults"]["svi"] = {"enabled": True, "motion_latent_count": 1, "lora_strength": 1.0, "cfg": 1.5}
+    if unknown:
+        story["x_itest"] = {"kept": [1, 2]}
+        for scene in scenes:
+            scene["x_note"] = f"note for {scene['id']}"
     path = folder / "story.json"
     path.write_text(json.dumps(story, indent=1), encoding="utf-8")
     return path
@@ -207,7 +212,8 @@ def suite(tmp_path_factory, model_cache):
                     (wan_family(prompt) or [provider_kind(prompt)])[0],
                     control=bool(of_type(prompt, "GemDirectControlSequence")),
                     svi=bool(of_type(prompt, "GemDirectSVIContinue")),
-                    vace=bool(of_type(prompt, VACE_PREP)))
+                    vace=bool(of_type(prompt, VACE_PREP)),
+                    unknown=bool(of_type(prompt, SAVE_KEYFRAME)))
     for folder, name, kind in EXTRA_MODELS:
         installed.append(tiny_models.install(tiny_models.build(kind, model_cache), base / "models", folder, name))
     nodes = {"gemdirect_test_conditioning": TEST_NODES / "gemdirect_test_conditioning"}
@@ -332,6 +338,21 @@ def check_film(server, story_name: str, run_dir: Path, scenes: int, render: dict
         assert recorded == pytest.approx(pixel_score(last, first), abs=0.1), (previous["SceneId"], current["SceneId"])
 
 
+def check_keyframes(story_path: Path, results: list) -> None:
+    """Every scene's keyframe is the PNG Save Keyframe wrote (at the scene's size), and every field the pack
+    does not know is still in story.json."""
+    story = json.loads(story_path.read_text(encoding="utf-8"))
+    assert len(results) == len(story["scenes"]) == SCENES
+    assert story["x_itest"] == {"kept": [1, 2]}, story
+    for scene in story["scenes"]:
+        assert scene["keyframe"] == f"keyframes/{scene['id']}.png", scene
+        assert scene["x_note"] == f"note for {scene['id']}", scene
+        with Image.open(story_path.parent / scene["keyframe"]) as image:
+            assert image.format == "PNG" and image.size == (scene["width"], scene["height"]), scene
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+        assert np.isfinite(pixels).all() and pixels.std() > 0, scene  # a decoded image, not a blank
+
+
 def render_scenes_first(server, story: str, count: int) -> None:
     """Scenes 1..count of ``story`` rendered by the shipped FLF2V workflow, for a workflow that only renders.
 
@@ -389,6 +410,8 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
         check_film(suite, story, runs[0], SCENES if makes_scenes else SCENES - 1, render)
     elif of_type(prompt, VACE_PREP):
         check_vace_transitions(suite, story)
+    elif of_type(prompt, SAVE_KEYFRAME):
+        check_keyframes(suite.base / "input" / "gemdirect" / story, results)
     elif of_type(prompt, SCENE_SELECT):  # previews: one output per scene prompt
         for result in results:
             assert result.entry["outputs"], f"{path.name}: a prompt produced no output"

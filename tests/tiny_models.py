@@ -352,6 +352,7 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
         return path
     partial = _atomic_target(path)
     import tiny_scene  # imports this module: not at the top
+    import tiny_zimage
 
     if base in DITS and extension == "gguf":
         write_gguf(partial, dit_tensors(wan_dit_layout(DITS[base]), _seed(base, seed)))
@@ -364,6 +365,8 @@ def build(kind: str, cache: Path, seed: int = 0) -> Path:
                   str(partial))
     elif base in tiny_scene.KINDS:  # the scene workflows' models (tests/tiny_scene.py)
         tiny_scene.build_kind(base, partial, _seed(base, seed))
+    elif base in tiny_zimage.KINDS:  # the Z-Image keyframe workflow's stand-ins (tests/tiny_zimage.py)
+        tiny_zimage.build_kind(base, partial, _seed(base, seed))
     elif base == "rife":
         from conftest import pack_module
 

@@ -24,7 +24,6 @@ from typing import Any
 TEST_CONDITIONING = "GemDirectTestConditioning"
 TEXT_ENCODE = "CLIPTextEncode"
 TEXT_LOADERS = ("CLIPLoader", "CLIPLoaderGGUF")
-MASKED_TEXT_ENCODERS = ("ltxv",)  # CLIPLoader types whose conditioning carries the token mask
 STORY_LOADER = "GemDirectStoryLoader"
 SCENE_SELECT = "GemDirectSceneSelect"
 SCENE_SAVE = "GemDirectSceneSave"
@@ -55,7 +54,11 @@ WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "Wan22FunControlToVideo": ("wan22_fun_control", "wan21_vae"),
     "EmptyHunyuanLatentVideo": ("wan_t2v", "wan21_vae"),
     "GemDirectSVIContinue": ("wan22_i2v", "wan21_vae"),
+    "EmptySD3LatentImage": ("lumina2_zimage", "flux_ae"),  # Z-Image Turbo: a Lumina-2 stand-in (tiny_zimage.py)
 }
+# CLIPLoader type -> (width, attention mask) of the conditioning its model reads; others: umt5-xxl's 4096.
+# lumina2 here is qwen_3_4b (Z-Image): 2560 wide, with the mask ComfyUI's Lumina 2 model needs for num_tokens.
+TEXT_WIDTHS: dict[str, tuple[int, bool]] = {"lumina2": (2560, True), "ltxv": (4096, True)}  # ltxv: T5, masked
 
 
 class WorkflowRunError(AssertionError):
@@ -134,9 +137,9 @@ def swap_text_encoder(prompt: Mapping[str, dict]) -> dict[str, dict]:
         inputs = swapped[key]["inputs"]
         clip = inputs.get("clip")
         loader = swapped.get(clip[0], {}) if isinstance(clip, list) else {}
-        masked = loader.get("inputs", {}).get("type") in MASKED_TEXT_ENCODERS
+        width, mask = TEXT_WIDTHS.get(loader.get("inputs", {}).get("type"), (4096, False))
         swapped[key] = {"class_type": TEST_CONDITIONING,
-                        "inputs": {"text": inputs["text"], "tokens": 16} | ({"attention_mask": True} if masked else {}),
+                        "inputs": {"text": inputs["text"], "tokens": 16, "width": width, "attention_mask": mask},
                         "_meta": {"title": f"{swapped[key].get('_meta', {}).get('title', TEXT_ENCODE)} (test)"}}
     for key, node in swapped.items():
         for name, value in node["inputs"].items():

@@ -3,7 +3,10 @@
 The WAN text encoder has a fixed configuration (umt5-xxl, about 11 GB) and cannot be made tiny, so the
 integration suite swaps CLIPLoader + CLIPTextEncode for this node: CONDITIONING
 ``[[tensor[1, tokens, 4096] * 0.1, {}]]`` seeded from the text, so the same text always gives the
-same tensor and positive and negative prompts differ. The suite links this folder into the temporary
+same tensor and positive and negative prompts differ. ``width`` sets the last dimension for models
+that read another text encoder's width (qwen_3_4b: 2560); ``attention_mask`` adds the all-ones mask
+a real Lumina 2 / Z-Image text encoder puts in the conditioning (ComfyUI's Lumina 2 model reads the
+token count from it). The suite links this folder into the temporary
 ComfyUI's custom_nodes/.
 
 LTX-Video's T5 (CLIPLoader type ``ltxv``) also hands the model the token mask (``attention_mask``
@@ -30,14 +33,17 @@ class GemDirectTestConditioning:
                 "tokens": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Sequence length."}),
             },
             "optional": {
-                "attention_mask": ("BOOLEAN", {"default": False, "tooltip": "Add the token mask (LTX-Video)."}),
+                "width": ("INT", {"default": TEXT_DIM, "min": 1, "max": 8192,
+                                  "tooltip": "The text encoder's width the model reads (umt5-xxl 4096)."}),
+                "attention_mask": ("BOOLEAN", {"default": False,
+                                               "tooltip": "Add an all-ones attention_mask (LTXV, Lumina 2)."}),
             },
         }
 
-    def encode(self, text, tokens=16, attention_mask=False):
+    def encode(self, text, tokens=16, width=TEXT_DIM, attention_mask=False):
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") & (2**63 - 1)
         generator = torch.Generator().manual_seed(seed)
-        cond = torch.randn((1, int(tokens), TEXT_DIM), generator=generator) * 0.1
+        cond = torch.randn((1, int(tokens), int(width)), generator=generator) * 0.1
         extra = {"attention_mask": torch.ones((1, int(tokens)), dtype=torch.long)} if attention_mask else {}
         return ([[cond, extra]],)
 
