@@ -135,6 +135,13 @@ export class StoryPanel {
     this.build();
     this.host.onEvent("gemdirect.scene", (detail) => this.onSceneEvent(detail));
     this.host.onEvent("gemdirect.run", (detail) => this.onRunEvent(detail));
+    // Story Render made the film (nodes/render/nodes.py): re-read the run (the timeline's monitor plays it);
+    // listening also tells newer frontends the message type is known (1.58 logs unknown ones as errors)
+    this.host.onEvent("gemdirect.render", (detail) => {
+      if (!this.storyDoc || !detail || detail.story_id !== this.storyDoc.story_id) return;
+      const open = this.run && this.run.run_id;
+      if (!open || open === detail.run_id) this.loadRuns(detail.run_id);
+    });
     // core's queue status: once ComfyUI's queue is empty nothing is "queued" any more (a workflow
     // without Scene Save sends no gemdirect.scene events to move the badge on)
     this.host.onEvent("status", (detail) => {
