@@ -137,6 +137,20 @@ export class StoryPanel {
     this.host.onEvent("gemdirect.scene", (detail) => this.onSceneEvent(detail));
     this.host.onEvent("gemdirect.run", (detail) => this.onRunEvent(detail));
     this.host.onEvent("gemdirect.keyframe", (detail) => this.onKeyframeEvent(detail));
+    // Story Render made the film (nodes/render/nodes.py): re-read the run (the timeline's monitor plays it);
+    // listening also tells newer frontends the message type is known (1.58 logs unknown ones as errors)
+    const reloadRun = (detail) => {
+      if (!this.storyDoc || !detail || detail.story_id !== this.storyDoc.story_id) return;
+      const open = this.run && this.run.run_id;
+      if (!open || open === detail.run_id) this.loadRuns(detail.run_id);
+    };
+    this.host.onEvent("gemdirect.render", reloadRun);
+    this.host.onEvent("gemdirect.transition", reloadRun); // VACE Splice recorded a transition: its state changed
+    // The pack's other messages carry nothing the panel redraws from (their text is in the nodes' reports and the
+    // run's warnings), but each needs a listener all the same: 1.58 logs unknown message types as errors.
+    for (const type of ["gemdirect.control", "gemdirect.loras", "gemdirect.svi", "gemdirect.telemetry", "gemdirect.vram"]) {
+      this.host.onEvent(type, () => {});
+    }
     // core's queue status: once ComfyUI's queue is empty nothing is "queued" any more (a workflow
     // without Scene Save sends no gemdirect.scene events to move the badge on)
     this.host.onEvent("status", (detail) => {

@@ -83,6 +83,8 @@ export class TimelinePanel extends StoryPanel {
     const generate = el("button", { class: "gd-generate", text: "Generate", onclick: () => this.generate() });
     const cancel = el("button", { class: "gd-cancel", text: "Cancel", disabled: true, onclick: () => this.cancel() });
     const regenerate = el("button", { class: "gd-regenerate", text: "Regenerate stale", disabled: true, onclick: () => this.regenerate() });
+    const regenerateTransitions = el("button", { class: "gd-regenerate-transitions", text: "Regenerate stale transitions",
+      disabled: true, onclick: () => this.regenerateTransitions() });
     const video = el("video", { class: "gd-monitor-video", muted: true, playsinline: true, preload: "auto" });
     video.muted = true;
     video.addEventListener("timeupdate", () => this.syncPlayhead());
@@ -94,7 +96,7 @@ export class TimelinePanel extends StoryPanel {
       story: el("select", { class: "gd-story", title: "Stories in input/gemdirect/", onchange: (e) => this.openStory(e.target.value) }),
       run: el("select", { class: "gd-run", title: "Runs of this story, newest first", onchange: (e) => this.openRun(e.target.value) }),
       health: el("div"), reason: el("div", { class: "gd-note gd-reason" }),
-      generate, cancel, regenerate,
+      generate, cancel, regenerate, regenerateTransitions,
       note: el("span", { class: "gd-note gd-status", "aria-live": "polite" }),
       error: el("div", { class: "gd-error", role: "alert" }),
       summary: el("span", { class: "gd-note gd-summary" }),
@@ -118,7 +120,7 @@ export class TimelinePanel extends StoryPanel {
         el("button", { text: "−", title: "Zoom out", class: "gd-zoom-out", onclick: () => this.setZoom(stepZoom(this.zoom, -1)) }),
         this.els.zoomLabel,
         el("button", { text: "+", title: "Zoom in", class: "gd-zoom-in", onclick: () => this.setZoom(stepZoom(this.zoom, 1)) }),
-        generate, regenerate, cancel, this.els.summary, this.els.note),
+        generate, regenerate, regenerateTransitions, cancel, this.els.summary, this.els.note),
       this.els.reason, this.els.error,
       el("div", { class: "gd-tl-main" },
         el("div", { class: "gd-monitor" }, this.els.screen, video,
