@@ -49,6 +49,7 @@ class IFNetSpec:
     block_out: int  # channels a block emits after PixelShuffle: flow 4 + mask 1 + carried (min 6)
     mask_accumulates: bool  # 4.6: mask += block mask; 4.7+: mask = block mask
     ensemble: bool  # the release defines a reversed-order pass to average with
+    scales: tuple[int, ...] = ()  # each block's downscale at scale 1 when not [.., 4, 2, 1] (4.25.lite)
 
     @property
     def head_out(self) -> int:
@@ -67,7 +68,8 @@ class IFNetSpec:
     def scale_list(self, scale: float = 1.0) -> list[float]:
         """Downscale factor of each block, coarsest first: [8,4,2,1] or [16,8,4,2,1], divided by ``scale``."""
         count = len(self.widths)
-        return [2 ** (count - 1 - i) / scale for i in range(count)]
+        base = self.scales or tuple(2 ** (count - 1 - i) for i in range(count))
+        return [s / scale for s in base]
 
     def pad_multiple(self, scale: float = 1.0) -> int:
         """Frame sides are padded to a multiple of this: the coarsest block sees H/s, then halves twice."""
@@ -79,16 +81,40 @@ _HEAD_410 = HeadSpec(names=("0", "2", "4", "6"), width=32, out=8, relu_between=T
 _HEAD_417 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=32, out=8, relu_between=True)
 _HEAD_425 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=16, out=4, relu_between=True)
 
+_HEAD_426H = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=16, out=16, relu_between=True)
+_W4 = (192, 128, 96, 64)  # the four-block widths most releases share
+_W5 = (192, 128, 96, 64, 32)
+
+# Checked against the published IFNet_HDv3 of each release (block widths c=, Head layers, block count,
+# scale_list, lastconv 4*6 or 4*13). Releases in one row have the same tensors and shapes: a file cannot
+# tell them apart, so they load as one architecture (telemetry names the row: rife-<arch>).
 VERSIONS: dict[str, IFNetSpec] = {
     spec.arch: spec
     for spec in (
-        IFNetSpec("4.6", ("4.6",), (192, 128, 96, 64), None, 0, 6, True, True),
-        IFNetSpec("4.7", ("4.7", "4.8", "4.9"), (192, 128, 96, 64), _HEAD_47, 0, 6, False, True),
-        IFNetSpec("4.10", ("4.10", "4.11", "4.12"), (192, 128, 96, 64), _HEAD_410, 0, 6, False, True),
-        IFNetSpec("4.17", ("4.17", "4.18"), (192, 128, 96, 64), _HEAD_417, 0, 6, False, True),
-        IFNetSpec("4.25", ("4.25", "4.26"), (192, 128, 96, 64, 32), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.6", ("4.6",), _W4, None, 0, 6, True, True),
+        IFNetSpec("4.7", ("4.7", "4.8", "4.9"), _W4, _HEAD_47, 0, 6, False, True),
+        IFNetSpec("4.10", ("4.10", "4.11", "4.12"), _W4, _HEAD_410, 0, 6, False, True),
+        IFNetSpec("4.17", ("4.13", "4.14", "4.15", "4.17", "4.18", "4.19", "4.24", "4.14.lite"), _W4, _HEAD_417,
+                  0, 6, False, True),
+        IFNetSpec("4.15.lite", ("4.15.lite", "4.16.lite", "4.17.lite"), (128, 96, 64, 48), _HEAD_425, 0, 6, False,
+                  True),
+        IFNetSpec("4.20", ("4.20",), (384, 192, 96, 48), _HEAD_417, 0, 6, False, True),
+        IFNetSpec("4.21", ("4.21", "4.22", "4.23"), (256, 192, 96, 48), _HEAD_417, 8, 13, False, False),
+        IFNetSpec("4.22.lite", ("4.22.lite",), (192, 128, 64, 32), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.25", ("4.25", "4.26"), _W5, _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.25.lite", ("4.25.lite",), (192, 128, 96, 64, 24), _HEAD_425, 8, 13, False, False,
+                  scales=(32, 16, 8, 4, 1)),
+        IFNetSpec("4.25.heavy", ("4.25.heavy",), tuple(2 * w for w in _W5), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.26.heavy", ("4.26.heavy",), _W5, _HEAD_426H, 8, 13, False, False),
     )
 }
+
+
+
+def supported_releases() -> str:
+    """Every release that loads, in table order: '4.6, 4.7, 4.8, ...' (for tooltips and errors)."""
+    return ", ".join(r for spec in VERSIONS.values() for r in spec.releases)
+
 
 # --------------------------------------------------------------------------- layers
 

@@ -101,8 +101,9 @@ def normalise_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     out: dict[str, torch.Tensor] = {}
     dropped = 0
     for key, value in state.items():
-        if key.startswith("module."):
-            key = key[len("module."):]
+        for prefix in ("module.", "flownet."):  # flownet.: a whole RIFE model's state dict saved
+            if key.startswith(prefix):
+                key = key[len(prefix):]
         if key.startswith(TRAINING_ONLY):
             dropped += 1
             continue
@@ -183,7 +184,7 @@ def detect_arch(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -
         return ", ".join(items[:limit]) + more
 
     lines = [f"{source} is not a RIFE IFNet checkpoint this pack can load "
-             f"(supported: RIFE {', '.join('/'.join(s.releases) for s in ifnet.VERSIONS.values())})."]
+             f"(supported releases: {ifnet.supported_releases()})."]
     if not any(k.startswith("block0.") for k in state):
         lines.append(f"It has no block0.* keys; its first keys are: {listing(sorted(state), 6)}.")
     lines.append(f"Closest is RIFE {arch}, but:")
@@ -197,7 +198,7 @@ def detect_arch(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -
     lines.append(f"A RIFE {arch} file has {len(expected)} tensors, e.g. {listing(sorted(expected), 6)} "
                  "(prefixed 'module.' in Practical-RIFE's flownet.pkl, 'blocks.N.' in ComfyUI's safetensors).")
     lines.append("Use rife47.pth/rife49.pth, rife417.pth, rife426.pth, a Practical-RIFE flownet.pkl "
-                 "(4.6 to 4.26) or ComfyUI's rife_v4.26.safetensors.")
+                 "of a release above, or one of ComfyUI's rife_v4.25*/rife_v4.26* safetensors.")
     raise CheckpointError("\n".join(lines))
 
 
