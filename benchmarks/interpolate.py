@@ -48,6 +48,119 @@ def _interpolator(method: str, folder: str):
     return engine.RIFEInterpolator(loader.load_rife(path, "fp32"))
 
 
+# --------------------------------------------------------------------------- core-style reference
+# ComfyUI core's FrameInterpolate path, written here from its published behaviour (not its code): an
+# IFNet with ``blocks.N`` (five blocks, scales 16..1), ResConv as addcmul, in-place flow update, lerp
+# blend, cached warp grids; the node reflect-pads to 64, encodes each frame's features once and hands
+# the right frame's to the next pair, runs the multiplier-1 timesteps of one pair as one batch, and
+# fills a preallocated output, then crops and clamps.
+
+
+def core_style_net(state):
+    """A core-style IFNet (torch modules) holding ``state`` (comfy-core spelling: ``blocks.N.``)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ResConv(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Conv2d(c, c, 3, 1, 1)
+            self.beta = nn.Parameter(torch.ones(1, c, 1, 1))
+            self.relu = nn.LeakyReLU(0.2, True)
+
+        def forward(self, x):
+            return self.relu(torch.addcmul(x, self.conv(x), self.beta))
+
+    class Block(nn.Module):
+        def __init__(self, cin, c):
+            super().__init__()
+            self.conv0 = nn.Sequential(nn.Sequential(nn.Conv2d(cin, c // 2, 3, 2, 1), nn.LeakyReLU(0.2, True)),
+                                       nn.Sequential(nn.Conv2d(c // 2, c, 3, 2, 1), nn.LeakyReLU(0.2, True)))
+            self.convblock = nn.Sequential(*(ResConv(c) for _ in range(8)))
+            self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 52, 4, 2, 1), nn.PixelShuffle(2))
+
+        def forward(self, x, flow, scale):
+            x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear")
+            if flow is not None:
+                flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear").div_(scale)
+                x = torch.cat((x, flow), 1)
+            tmp = F.interpolate(self.lastconv(self.convblock(self.conv0(x))), scale_factor=scale, mode="bilinear")
+            return tmp[:, :4] * scale, tmp[:, 4:5], tmp[:, 5:]
+
+    class Net(nn.Module):
+        def __init__(self, head, widths):
+            super().__init__()
+            self.encode = nn.Module()
+            self.encode.cnn0, self.encode.cnn1 = nn.Conv2d(3, 16, 3, 2, 1), nn.Conv2d(16, 16, 3, 1, 1)
+            self.encode.cnn2, self.encode.cnn3 = nn.Conv2d(16, 16, 3, 1, 1), nn.ConvTranspose2d(16, head, 4, 2, 1)
+            self.blocks = nn.ModuleList(Block(7 + 2 * head if i == 0 else 20 + 2 * head, c)
+                                        for i, c in enumerate(widths))
+            self.grids = {}
+
+        def features(self, img):
+            e, relu = self.encode, nn.functional.leaky_relu
+            return e.cnn3(relu(e.cnn2(relu(e.cnn1(relu(e.cnn0(img), 0.2)), 0.2)), 0.2))
+
+        def warp(self, img, flow):
+            h, w = img.shape[-2:]
+            if (h, w) not in self.grids:
+                ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+                self.grids = {(h, w): (torch.stack((xs, ys)).unsqueeze(0), ((w - 1.0) / 2.0, (h - 1.0) / 2.0))}
+            grid, div = self.grids[(h, w)]
+            norm = torch.cat([flow[:, 0:1] / div[0], flow[:, 1:2] / div[1]], 1)
+            coords = (grid.expand(img.shape[0], -1, -1, -1) + norm).permute(0, 2, 3, 1)
+            return F.grid_sample(img, coords, mode="bilinear", padding_mode="border", align_corners=True)
+
+        def forward(self, img0, img1, timestep, f0, f1):
+            n = img0.shape[0]
+            f0, f1 = f0.expand(n, -1, -1, -1), f1.expand(n, -1, -1, -1)
+            flow = mask = feat = None
+            w0, w1 = img0, img1
+            for i, block in enumerate(self.blocks):
+                scale = [16, 8, 4, 2, 1][i]
+                if flow is None:
+                    flow, mask, feat = block(torch.cat((img0, img1, f0, f1, timestep), 1), None, scale)
+                else:
+                    fd, mask, feat = block(torch.cat((w0, w1, self.warp(f0, flow[:, :2]), self.warp(f1, flow[:, 2:4]),
+                                                      timestep, mask, feat), 1), flow, scale)
+                    flow = flow.add_(fd)
+                w0, w1 = self.warp(img0, flow[:, :2]), self.warp(img1, flow[:, 2:4])
+            return torch.lerp(w1, w0, torch.sigmoid(mask))
+
+    head = state["encode.cnn3.weight"].shape[1]
+    widths = [state[f"blocks.{i}.conv0.1.0.weight"].shape[0] for i in range(5)]
+    net = Net(head, widths)
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
+def core_style_interpolate(net, images, multiplier: int):
+    """IMAGE [B,H,W,3] -> [(B-1)*multiplier+1,H,W,3] the way core's FrameInterpolate node runs."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        frames = images.movedim(-1, 1)
+        _, c, h, w = frames.shape
+        frames = F.pad(frames, (0, (-w) % 64, 0, (-h) % 64), mode="reflect")
+        _, _, ph, pw = frames.shape
+        ts = torch.tensor([t / multiplier for t in range(1, multiplier)]).reshape(-1, 1, 1, 1).expand(-1, 1, ph, pw)
+        result = torch.empty(((frames.shape[0] - 1) * multiplier + 1, c, ph, pw))
+        result[0] = frames[0]
+        out, cached = 1, None
+        for i in range(frames.shape[0] - 1):
+            a, b = frames[i:i + 1], frames[i + 1:i + 2]
+            f0 = cached if cached is not None else net.features(a)
+            cached = f1 = net.features(b)
+            n = multiplier - 1
+            result[out:out + n].copy_(net(a.expand(n, -1, -1, -1), b.expand(n, -1, -1, -1), ts, f0, f1))
+            out += n
+            result[out].copy_(frames[i + 1])
+            out += 1
+        return result[:, :, :h, :w].movedim(1, -1).clamp_(0.0, 1.0)
+
+
 def child_speed(method: str, size: int, frames: int) -> dict:
     """Interpolate ``frames`` source frames x2 (frames-1 new frames) as an IMAGE batch."""
     import torch

@@ -144,6 +144,8 @@ class SceneCutGuard:
         self.method = inner.method
         self.cut_lefts = frozenset(cut_lefts)
         self.held = 0  # frames copied at scene cuts
+        if hasattr(inner, "make_room"):  # the engine's out-of-memory back-off frees memory through it
+            self.make_room = inner.make_room
 
     def run(self, jobs: list[Any]) -> Any:
         import torch
