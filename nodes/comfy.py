@@ -170,6 +170,22 @@ def model_path(name: str, filename: str) -> str:
     raise FileNotFoundError(f"model file '{filename}' not found in {folders}; put it there and refresh (press R)")
 
 
+def load_state_dict(path: str) -> dict:
+    """Tensors of a model file on the CPU, read as ComfyUI reads them (``load_torch_file(safe_load=True)``);
+    standalone: safetensors, or a weights-only torch pickle (no code in the file runs)."""
+    utils = _loaded("comfy.utils")
+    if utils is not None:
+        return utils.load_torch_file(path, safe_load=True)
+    if os.path.splitext(path)[1].lower() in (".safetensors", ".sft"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    import torch
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    return data.get("state_dict", data) if isinstance(data, dict) else data
+
+
 # --------------------------------------------------------------------------- device and memory
 
 

@@ -36,7 +36,10 @@ MODEL_LOADERS: dict[str, tuple[str, str]] = {
     "VAELoader": ("vae_name", "vae"),
     "LoraLoaderModelOnly": ("lora_name", "loras"),
     "UpscaleModelLoader": ("model_name", "upscale_models"),
+    "GemDirectRIFELoader": ("model_name", "frame_interpolation"),
+    "GemDirectUpscaleModelLoader": ("model_name", "upscale_models"),
 }
+NO_MODEL_PREFIX = "none ("  # the pack loaders' explicit no-model choices: nothing to install
 # The node that makes the sampler's latent decides the WAN family: (DiT kind, VAE kind) in tiny_models.
 WAN_FAMILIES: dict[str, tuple[str, str]] = {
     "WanFirstLastFrameToVideo": ("wan22_i2v", "wan21_vae"),
@@ -86,6 +89,8 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             continue
         widget, folder = loader
         name = node["inputs"][widget]
+        if name.startswith(NO_MODEL_PREFIX):
+            continue
         if node["class_type"] in ("UNETLoader", "UnetLoaderGGUF"):
             if family is None:
                 raise ValueError(f"{node['class_type']} '{name}' feeds no known WAN latent node")
@@ -94,6 +99,8 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             kind = family[1] if family else "wan21_vae"
         elif node["class_type"] == "LoraLoaderModelOnly":
             kind = "lora_diffusers"
+        elif node["class_type"] == "GemDirectRIFELoader":
+            kind = "rife"
         else:
             kind = "esrgan"
         wanted.append((folder, name, kind))

@@ -20,6 +20,7 @@ CATEGORY = "gemDirect/interpolate"
 MODEL_FOLDERS = ("frame_interpolation", "rife")
 FRAME_INTERPOLATION_PACK = "comfyui-frame-interpolation"  # its checkpoints sit in <pack>/ckpts/rife
 NO_MODELS = "(no RIFE models found: see this node's help)"
+NONE = "none (optical flow)"  # the first choice: no model, so a workflow loads without any RIFE file
 WORKING_FILES = ("rife47.pth, rife49.pth, rife417.pth, rife426.pth (ComfyUI-Frame-Interpolation), "
                  "Practical-RIFE's flownet.pkl, ComfyUI's rife_v4.25/_lite/_heavy and rife_v4.26/_heavy .safetensors")
 MODES = ("multiplier", "target_fps")
@@ -54,7 +55,7 @@ def list_models() -> list[str]:
     names: list[str] = []
     for folder in MODEL_FOLDERS:
         names += [n for n in comfy.model_files(folder) if n not in names]
-    return names or [NO_MODELS]
+    return [NONE, *names]
 
 
 def model_file(name: str) -> str:
@@ -107,6 +108,8 @@ class GemDirectRIFELoader:
     def load(self, model_name: str, dtype: str):
         from .loader import load_rife
 
+        if model_name == NONE:
+            return (None, "no RIFE model: Interpolate and Story Render use optical flow")
         model = load_rife(model_file(model_name), dtype, device=comfy.torch_device())
         log.info("[gemDirect] %s", model.describe())
         return (model, model.describe())

@@ -62,6 +62,10 @@ class RenderSettings:
     crf: int = 19
     x264_preset: str = "medium"
     on_stale: str = "warn"
+    rife_scale: float = 1.0  # RIFE estimates motion at this fraction of the frame size (0.5 for 4K)
+    ensemble: bool = False  # RIFE 4.6-4.20: also run the swapped pair and average
+    interpolation_fallback: str | None = None  # why the method differs from the preset's (Post.InterpolationFallback)
+    upscale_fallback: str | None = None  # why the upscale method differs from the preset's (Post.UpscaleFallback)
 
     def __post_init__(self) -> None:
         if self.on_stale not in ON_STALE_MODES:
@@ -86,6 +90,7 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the validator's, empty when the run is valid
     elapsed_s: float = 0.0
+    memory: list[str] = field(default_factory=list)  # what each post stage asked ComfyUI to free (vram.room)
 
     def describe(self) -> str:
         """A few lines for the node's text output and the command line."""
@@ -105,6 +110,7 @@ class RenderResult:
             f"upscale: {post['UpscaleMethod']} ({post['UpscaleElapsed']:.0f} ms), "
             f"transitions: {post['TransitionMethod']}",
         ]
+        lines += [f"memory: {text}" for text in self.memory]
         lines += [f"WARNING: {text}" for text in self.warnings]
         if self.problems:
             lines.append(f"validator: {len(self.problems)} problem(s)")
@@ -305,9 +311,16 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     joined = _Timed(joined_frames(film, settings.chunk_size))
     stream: Iterable[Any] = joined
     report = guard = None
+    fallbacks = [text for text in (settings.interpolation_fallback if interpolating else None,
+                                   settings.upscale_fallback if settings.upscale is not None else None) if text]
+    if interpolating and settings.interpolation == "rife" and settings.ensemble and not rife_model.spec.ensemble:
+        fallbacks.append(f"ensemble ignored: RIFE {rife_model.arch} has no ensemble mode")
+    for text in fallbacks:
+        ledger.warn(run, text)
+        log.warning("[gemDirect] render: %s", text)
     if interpolating:
-        inner = interpolation.RIFEInterpolator(rife_model) if settings.interpolation == "rife" \
-            else interpolation.FlowInterpolator()
+        inner = interpolation.RIFEInterpolator(rife_model, settings.rife_scale, settings.ensemble) \
+            if settings.interpolation == "rife" else interpolation.FlowInterpolator(min(1.0, settings.rife_scale))
         guard = SceneCutGuard(inner, film.cut_lefts)
         report = interpolation.Report(guard.method, film.fps, rate)
         stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report))
@@ -348,6 +361,10 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
                "FramesHeldAtSceneCuts": guard.held if guard else 0,
                "StoryFile": loaded.path})
     post["StaleScenes"] = [{"SceneId": s.scene, "Reasons": list(s.reasons)} for s in stale]
+    post["InterpolationFallback"] = settings.interpolation_fallback if interpolating else None
+    post["UpscaleFallback"] = settings.upscale_fallback if settings.upscale is not None else None
+    rooms = list(getattr(inner, "rooms", []) if interpolating else []) + list(upscaler.rooms if upscaler else [])
+    post["Memory"] = [room.telemetry() for room in rooms]
     post = ledger.record_post(run, post)
     elapsed = time.perf_counter() - started
     ledger.append_event(run, RENDER_EVENT, phase="end", final=post["FinalPath"], elapsed_s=round(elapsed, 3))
@@ -357,8 +374,9 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     except ValueError as exc:  # TelemetryError: the film stands, the telemetry says what is wrong
         problems.append(f"telemetry not written: {exc}")
     problems += validate_run(run.run_dir) if not problems else []
-    result = RenderResult(info.path, post, film, info, audio_source, stale_warnings + list(film.warnings), problems,
-                          elapsed)
+    result = RenderResult(info.path, post, film, info, audio_source,
+                          stale_warnings + list(film.warnings) + fallbacks, problems, elapsed)
+    result.memory = [room.describe() for room in rooms]
     if problems:
         log.warning("[gemDirect] render of run %s: %d telemetry problem(s): %s", run.run_id, len(problems),
                     "; ".join(problems))
