@@ -56,6 +56,7 @@ def _interpolator(method: str, folder: str):
 # fills a preallocated output, then crops and clamps.
 
 
+
 def core_style_net(state):
     """A core-style IFNet (torch modules) holding ``state`` (comfy-core spelling: ``blocks.N.``)."""
     import torch
@@ -179,6 +180,46 @@ def child_speed(method: str, size: int, frames: int) -> dict:
             "fps": round(report.blended / elapsed, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
+def child_ratio(width: int, height: int, frames: int, reps: int) -> dict:
+    """The pack's engine against the core-style path on the same RIFE 4.25 weights and clip, x2, fp32,
+    2 threads, in this one process: runs interleaved, best of ``reps`` each, output difference."""
+    import torch
+
+    torch.set_num_threads(2)
+    engine = pack_module("nodes.interpolate.engine")
+    ifnet, loader = pack_module("nodes.interpolate.ifnet"), pack_module("nodes.interpolate.loader")
+    torch.manual_seed(0)
+    state = {k: v + 0.01 * torch.randn_like(v) for k, v in ifnet.build("4.25").state_dict().items()}
+    core = core_style_net(loader.to_layout(state, "comfy-core"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "rife_v4.26.safetensors")
+        loader.save_checkpoint(state, path, "comfy-core")
+        model = loader.load_rife(path, "fp32")
+    clip = torch.from_numpy(_frames(frames, max(width, height)))[:, :height, :width].contiguous()
+
+    def ours():
+        return engine.interpolate_images(clip, Fraction(16), Fraction(32), engine.RIFEInterpolator(model),
+                                         cut_ssim=0, batch_size=4)[0]
+
+    def theirs():
+        return core_style_interpolate(core, clip, 2)
+
+    times: dict[str, list[float]] = {"ours": [], "core": []}
+    outputs = {"ours": ours(), "core": theirs()}  # warm-up (allocator, oneDNN kernels), and the outputs
+    for _ in range(reps):
+        for name, run in (("core", theirs), ("ours", ours)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    made = frames - 1
+    best = {name: min(values) for name, values in times.items()}
+    return {"size": f"{width}x{height}", "made": made, "core_fps": round(made / best["core"], 3),
+            "ours_fps": round(made / best["ours"], 3), "ratio": round(best["core"] / best["ours"], 3),
+            "max_diff": float((outputs["ours"] - outputs["core"]).abs().max()),
+            "core_s": [round(v, 2) for v in times["core"]], "ours_s": [round(v, 2) for v in times["ours"]],
+            "load": os.getloadavg()[0]}
+
+
 def child_stream(method: str, size: int, frames: int) -> dict:
     """Stream ``frames`` generated source frames (chunks of 16) 16 -> 32 fps; outputs are dropped."""
     import torch
@@ -234,10 +275,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="256x256 only")
     parser.add_argument("--only-stream", action="store_true", help="skip the per-version speed table")
     parser.add_argument("--frames", type=int, default=5, help="source frames per speed run (x2: frames-1 new)")
+    parser.add_argument("--only-ratio", action="store_true", help="only the comparison with core's path")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs of each path in the comparison")
     parser.add_argument("--stream", type=int, default=48, help="source frames of the short stream (long: 10x)")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
+        if kind == "ratio":
+            print(json.dumps(child_ratio(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))))
+            return
         if kind == "speed":
             print(json.dumps(child_speed(rest[0], int(rest[1]), int(rest[2]))))
         elif kind == "stream":
@@ -246,6 +292,15 @@ def main() -> None:
             print(json.dumps(child_file(int(rest[0]), int(rest[1]))))
         return
 
+    print(f"against a core-style FrameInterpolate path (same RIFE 4.25 weights and clip, x2, fp32, 2 threads, "
+          f"one process, best of {args.reps}); load average {os.getloadavg()[0]:.2f} at the start")
+    print(f"{'size':<10}{'core fps':>10}{'ours fps':>10}{'ratio':>8}{'max diff':>11}  load")
+    for width, height in ((256, 256),) if args.quick else ((256, 256), (512, 512), (1280, 720)):
+        row = _run_child("ratio", str(width), str(height), str(args.frames), str(args.reps))
+        print(f"{row['size']:<10}{row['core_fps']:>10}{row['ours_fps']:>10}{row['ratio']:>8}{row['max_diff']:>11.1e}"
+              f"  {row['load']:.2f}  (core {row['core_s']} s, ours {row['ours_s']} s)", flush=True)
+    if args.only_ratio:
+        return
     versions = list(pack_module("nodes.interpolate.ifnet").VERSIONS)
     if args.only_stream:
         versions = []
