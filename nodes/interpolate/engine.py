@@ -88,6 +88,8 @@ class RIFEInterpolator:
         from ..vram.room import make_room
 
         device = next(self.model.net.parameters()).device
+        if reason == "start":
+            self._room_for = (height, width)
         self.rooms.append(make_room("interpolate", self.need_bytes(height, width, pairs), device, reason=reason))
 
     def _frame(self, index: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -99,8 +101,7 @@ class RIFEInterpolator:
 
     def run(self, jobs: list[Job]) -> torch.Tensor:
         h, w = jobs[0].frame_a.shape[:2]
-        if self._room_for != (h, w):
-            self._room_for = (h, w)
+        if self._room_for != (h, w):  # not asked for this frame size yet (Story Render asks up front)
             self.make_room(h, w, len(jobs))
         first = min(j.left for j in jobs)
         for index in [i for i in self._prepared if i < first]:

@@ -34,6 +34,7 @@ from .join import FilmPlan, RenderError, audio_samples_for, joined_frames, plan_
 log = logging.getLogger("gemdirect")
 
 INTERPOLATION_MODES = ("off", "flow", "rife")
+BATCH_SIZE = 4  # interpolation jobs per model call (halved on out of memory)
 AUDIO_MODES = ("auto", "off")
 ON_STALE_MODES = ("warn", "stop")
 RENDER_EVENT = "render"
@@ -321,9 +322,12 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     if interpolating:
         inner = interpolation.RIFEInterpolator(rife_model, settings.rife_scale, settings.ensemble) \
             if settings.interpolation == "rife" else interpolation.FlowInterpolator(min(1.0, settings.rife_scale))
+        if hasattr(inner, "make_room"):  # room before any pair runs, even if every pair turns out a cut
+            inner.make_room(film.height, film.width, BATCH_SIZE)
         guard = SceneCutGuard(inner, film.cut_lefts)
         report = interpolation.Report(guard.method, film.fps, rate)
-        stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report))
+        stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report,
+                                                         batch_size=BATCH_SIZE))
     interpolated = stream
     upscaler = None
     if settings.upscale is not None:
