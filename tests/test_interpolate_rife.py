@@ -245,3 +245,19 @@ def test_half_precision_loads_and_stays_close(tmp_path, dtype):
     assert next(half.net.parameters()).dtype == loader.DTYPES[dtype]
     out = half.net.interpolate(frames(9, 1), frames(10, 1), 0.5).float()
     assert (out - exact).abs().mean() < 0.05
+
+
+def test_auto_precision_follows_the_device_and_keeps_flow_in_fp32(tmp_path):
+    upscale_model = pack_module("nodes.upscale.model")
+    path = write_checkpoint(tmp_path, "4.25", "comfy-core", noise=0.01)
+    auto = loader.load_rife(path, "auto")
+    expected = torch.bfloat16 if upscale_model.cpu_has_bf16() else torch.float32
+    assert auto.dtype == expected and next(auto.net.parameters()).dtype == expected
+    assert loader.auto_dtype("cuda:0") == torch.float16
+    exact = loader.load_rife(path, "fp32")
+    smooth = torch.nn.functional.avg_pool2d(frames(13, 2, 128, 128), 9, 1, 4)  # trained nets see images
+    a, b = smooth[:1], smooth[1:]
+    out = auto.net.interpolate(a, b, 0.5)
+    assert out.dtype == torch.float32  # flow, warps and blend in fp32 whatever the convolutions ran in
+    difference = (out - exact.net.interpolate(a, b, 0.5)).abs()
+    assert difference.max() < 0.03 and difference.mean() < 0.003, (difference.max(), difference.mean())

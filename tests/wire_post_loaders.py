@@ -17,7 +17,7 @@ from pathlib import Path
 
 STORY_RENDER = "GemDirectStoryRender"
 LOADERS = {  # Story Render input -> (loader type, its output type, widget values, title)
-    "rife_model": ("GemDirectRIFELoader", "GEMDIRECT_RIFE", ["none (optical flow)", "fp32"], "rife_model"),
+    "rife_model": ("GemDirectRIFELoader", "GEMDIRECT_RIFE", ["none (optical flow)", "auto"], "rife_model"),
     "upscale_model": ("GemDirectUpscaleModelLoader", "UPSCALE_MODEL", ["none (Lanczos)"], "upscale_model"),
 }
 LOADER_OUTPUTS = {

@@ -187,7 +187,8 @@ class IFBlock(nn.Module):
         x = [p if p is not None else q.expand(-1, -1, *size) for p, q in zip(small, parts, strict=True)]
         if flow is not None:
             x.append(_resize(flow, 1.0 / scale) / scale)
-        return _resize(self.lastconv(self.convblock(self.conv0(torch.cat(x, 1)))), scale)
+        x = torch.cat(x, 1).to(self.lastconv[0].weight.dtype)  # the convolutions run in the model's dtype
+        return _resize(self.lastconv(self.convblock(self.conv0(x))).float(), scale)  # flow and mask in fp32
 
 
 _grids: dict[tuple, torch.Tensor] = {}
@@ -276,7 +277,7 @@ class IFNet(nn.Module):
             feats = self.encode(torch.cat((img0, img1), 0))
             feat0, feat1 = feats[:n], feats[n:]
         heads = [feat0, feat1] if spec.head is not None else []
-        images = torch.cat((img0, img1), 0)
+        images = torch.cat((img0, img1), 0).float()  # warped and blended in fp32 whatever the model's dtype
         with_heads = torch.cat((torch.cat((img0, feat0), 1), torch.cat((img1, feat1), 1)), 0) if heads else images
         flow = mask = carried = None
         warped0, warped1, moved_heads = img0, img1, heads
@@ -306,7 +307,7 @@ class IFNet(nn.Module):
                 moved_heads = [moved0[:, 3:], moved1[:, 3:]]
             else:
                 warped0, warped1 = self._warp_pair(images, flow)
-        return torch.lerp(warped1, warped0, torch.sigmoid(mask))
+        return torch.lerp(warped1.float(), warped0.float(), torch.sigmoid(mask))
 
     def features(self, frames: torch.Tensor) -> torch.Tensor | None:
         """Per-frame features [N,head,H,W] of prepared frames (None for 4.6, which has no head)."""
@@ -332,7 +333,8 @@ class IFNet(nn.Module):
 
         ``timestep``: a float or [N] in 0..1. ``scale`` < 1 estimates motion on a coarser grid (0.5 for
         4K). Pads by edge repetition (module docstring), clamps inputs to 0..1, crops the result back
-        to HxW. Runs in the model's dtype and device; returns that dtype.
+        to HxW. Convolutions run in the model's dtype on its device; flow, mask, warps and the blend in
+        fp32 (a bf16 flow would be off by half a pixel at 1080p motion). Returns float32.
         """
         h, w = img0.shape[-2:]
         (a, fa), (b, fb) = self.prepare(img0, scale), self.prepare(img1, scale)

@@ -202,11 +202,24 @@ def detect_arch(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -
     raise CheckpointError("\n".join(lines))
 
 
+def auto_dtype(device: torch.device | str | None) -> torch.dtype:
+    """``auto``: fp16 on CUDA/MPS/XPU; on the CPU bf16 when it computes bf16 natively (AVX512-BF16 or
+    AMX, the upscale room's test), else fp32 (fp16 convolutions are slow on CPUs)."""
+    from ..upscale.model import cpu_has_bf16
+
+    kind = getattr(device, "type", str(device or "cpu").split(":")[0])
+    if kind in ("cuda", "mps", "xpu"):
+        return torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
 def load_rife(path: str, dtype: str | torch.dtype = "fp32", device: torch.device | str | None = None) -> RIFEModel:
     """Load the RIFE checkpoint at ``path`` in eval mode, every expected tensor present.
 
-    ``dtype``: "fp32" | "fp16" | "bf16" (or a torch dtype). ``device`` defaults to the CPU.
+    ``dtype``: "auto" | "fp32" | "fp16" | "bf16" (or a torch dtype). ``device`` defaults to the CPU.
     """
+    if dtype == "auto":
+        dtype = auto_dtype(device)
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"dtype '{dtype}' is not one of {', '.join(DTYPES)}")

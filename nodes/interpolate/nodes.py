@@ -97,10 +97,12 @@ class GemDirectRIFELoader:
                     "from the name. Loads: 4.6-4.26 with the lite and heavy variants (4.15.lite-4.17.lite, "
                     "4.22.lite, 4.25.lite, 4.25.heavy, 4.26.heavy); not 4.0-4.5 or 4.12.lite/4.13.lite.",
                 }),
-                "dtype": (["fp32", "fp16", "bf16"], {
-                    "default": "fp32",
-                    "tooltip": "Precision on the device. fp32: exact, the CPU's best. fp16: half the memory and "
-                    "faster on NVIDIA GPUs. bf16: like fp16 with more range (RTX 30xx and newer).",
+                "dtype": (["auto", "fp32", "fp16", "bf16"], {
+                    "default": "auto",
+                    "tooltip": "Precision of the convolutions (flow, warps and blending always run in fp32). auto: "
+                    "fp16 on GPUs; on the CPU bf16 where it computes bf16 natively (AVX512-BF16/AMX; frames within "
+                    "about 0.01 of fp32), else fp32. fp32: exact. fp16: half the memory, fast on NVIDIA GPUs. "
+                    "bf16: like fp16 with more range (RTX 30xx and newer, recent CPUs).",
                 }),
             },
         }
