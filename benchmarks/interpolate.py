@@ -180,7 +180,7 @@ def child_speed(method: str, size: int, frames: int) -> dict:
             "fps": round(report.blended / elapsed, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def child_ratio(width: int, height: int, frames: int, reps: int) -> dict:
+def child_ratio(width: int, height: int, frames: int, reps: int, dtype: str = "fp32") -> dict:
     """The pack's engine against the core-style path on the same RIFE 4.25 weights and clip, x2, fp32,
     2 threads, in this one process: runs interleaved, best of ``reps`` each, output difference."""
     import torch
@@ -194,12 +194,12 @@ def child_ratio(width: int, height: int, frames: int, reps: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "rife_v4.26.safetensors")
         loader.save_checkpoint(state, path, "comfy-core")
-        model = loader.load_rife(path, "fp32")
+        model = loader.load_rife(path, dtype)
     clip = torch.from_numpy(_frames(frames, max(width, height)))[:, :height, :width].contiguous()
 
     def ours():
         return engine.interpolate_images(clip, Fraction(16), Fraction(32), engine.RIFEInterpolator(model),
-                                         cut_ssim=0, batch_size=4)[0]
+                                         cut_ssim=0, batch_size=1)[0]  # Story Render's batch on the CPU
 
     def theirs():
         return core_style_interpolate(core, clip, 2)
@@ -213,7 +213,8 @@ def child_ratio(width: int, height: int, frames: int, reps: int) -> dict:
             times[name].append(time.perf_counter() - start)
     made = frames - 1
     best = {name: min(values) for name, values in times.items()}
-    return {"size": f"{width}x{height}", "made": made, "core_fps": round(made / best["core"], 3),
+    return {"size": f"{width}x{height}", "dtype": str(model.dtype).replace("torch.", ""), "made": made,
+            "core_fps": round(made / best["core"], 3),
             "ours_fps": round(made / best["ours"], 3), "ratio": round(best["core"] / best["ours"], 3),
             "max_diff": float((outputs["ours"] - outputs["core"]).abs().max()),
             "core_s": [round(v, 2) for v in times["core"]], "ours_s": [round(v, 2) for v in times["ours"]],
@@ -277,12 +278,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5, help="source frames per speed run (x2: frames-1 new)")
     parser.add_argument("--only-ratio", action="store_true", help="only the comparison with core's path")
     parser.add_argument("--reps", type=int, default=3, help="timed runs of each path in the comparison")
+    parser.add_argument("--dtypes", default="fp32,auto", help="the RIFE Loader dtypes the pack runs in (core: fp32)")
     parser.add_argument("--stream", type=int, default=48, help="source frames of the short stream (long: 10x)")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         if kind == "ratio":
-            print(json.dumps(child_ratio(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))))
+            print(json.dumps(child_ratio(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]), rest[4])))
             return
         if kind == "speed":
             print(json.dumps(child_speed(rest[0], int(rest[1]), int(rest[2]))))
@@ -294,11 +296,13 @@ def main() -> None:
 
     print(f"against a core-style FrameInterpolate path (same RIFE 4.25 weights and clip, x2, fp32, 2 threads, "
           f"one process, best of {args.reps}); load average {os.getloadavg()[0]:.2f} at the start")
-    print(f"{'size':<10}{'core fps':>10}{'ours fps':>10}{'ratio':>8}{'max diff':>11}  load")
-    for width, height in ((256, 256),) if args.quick else ((256, 256), (512, 512), (1280, 720)):
-        row = _run_child("ratio", str(width), str(height), str(args.frames), str(args.reps))
-        print(f"{row['size']:<10}{row['core_fps']:>10}{row['ours_fps']:>10}{row['ratio']:>8}{row['max_diff']:>11.1e}"
-              f"  {row['load']:.2f}  (core {row['core_s']} s, ours {row['ours_s']} s)", flush=True)
+    print(f"{'size':<10}{'ours in':>9}{'core fps':>10}{'ours fps':>10}{'ratio':>8}{'max diff':>11}  load")
+    for dtype in args.dtypes.split(","):
+        for width, height in ((256, 256),) if args.quick else ((256, 256), (512, 512), (1280, 720)):
+            row = _run_child("ratio", str(width), str(height), str(args.frames), str(args.reps), dtype)
+            print(f"{row['size']:<10}{row['dtype']:>9}{row['core_fps']:>10}{row['ours_fps']:>10}{row['ratio']:>8}"
+                  f"{row['max_diff']:>11.1e}  {row['load']:.2f}  (core {row['core_s']} s, ours {row['ours_s']} s)",
+                  flush=True)
     if args.only_ratio:
         return
     versions = list(pack_module("nodes.interpolate.ifnet").VERSIONS)

@@ -133,7 +133,11 @@ class ResConv(nn.Module):
         self.relu = nn.LeakyReLU(0.2, True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(x) * self.beta + x)
+        # beta folded into the conv (the same sum, one pass over the feature map fewer); then the
+        # residual and the LeakyReLU in place on the conv's fresh output
+        beta = self.beta.reshape(-1)
+        out = F.conv2d(x, self.conv.weight * beta.reshape(-1, 1, 1, 1), self.conv.bias * beta, 1, 1)
+        return F.leaky_relu_(out.add_(x), 0.2)
 
 
 class Head(nn.Module):
@@ -188,6 +192,7 @@ class IFBlock(nn.Module):
         if flow is not None:
             x.append(_resize(flow, 1.0 / scale) / scale)
         x = torch.cat(x, 1).to(self.lastconv[0].weight.dtype)  # the convolutions run in the model's dtype
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout (weights too: loader)
         return _resize(self.lastconv(self.convblock(self.conv0(x))).float(), scale)  # flow and mask in fp32
 
 

@@ -230,6 +230,7 @@ def load_rife(path: str, dtype: str | torch.dtype = "fp32", device: torch.device
     result = net.load_state_dict(state, strict=True)  # strict: detect_arch proved every key matches
     if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict raises first
         raise CheckpointError(f"{path}: keys did not load: {result}")
-    net = net.to(device=device or "cpu", dtype=torch_dtype).eval().requires_grad_(False)
+    net = net.to(device=device or "cpu", dtype=torch_dtype, memory_format=torch.channels_last)
+    net = net.eval().requires_grad_(False)  # channels-last weights: measured faster on this CPU (benchmark)
     return RIFEModel(net=net, arch=arch, layout=layout, path=os.path.abspath(path), dtype=torch_dtype,
                      dropped_keys=dropped)

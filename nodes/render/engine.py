@@ -322,12 +322,15 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     if interpolating:
         inner = interpolation.RIFEInterpolator(rife_model, settings.rife_scale, settings.ensemble) \
             if settings.interpolation == "rife" else interpolation.FlowInterpolator(min(1.0, settings.rife_scale))
+        batch = BATCH_SIZE
         if hasattr(inner, "make_room"):  # room before any pair runs, even if every pair turns out a cut
-            inner.make_room(film.height, film.width, BATCH_SIZE)
+            if next(rife_model.net.parameters()).device.type == "cpu":
+                batch = 1  # on the CPU one pair a call measured faster than four (benchmarks/interpolate.py)
+            inner.make_room(film.height, film.width, batch)
         guard = SceneCutGuard(inner, film.cut_lefts)
         report = interpolation.Report(guard.method, film.fps, rate)
         stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report,
-                                                         batch_size=BATCH_SIZE))
+                                                         batch_size=batch))
     interpolated = stream
     upscaler = None
     if settings.upscale is not None:
