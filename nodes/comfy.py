@@ -186,6 +186,22 @@ def apply_lora_file(model: Any, clip: Any, path: str, strength_model: float, str
     return sd.load_lora_for_models(model, clip, lora, float(strength_model), float(strength_clip))
 
 
+def load_state_dict(path: str) -> dict:
+    """Tensors of a model file on the CPU, read as ComfyUI reads them (``load_torch_file(safe_load=True)``);
+    standalone: safetensors, or a weights-only torch pickle (no code in the file runs)."""
+    utils = _loaded("comfy.utils")
+    if utils is not None:
+        return utils.load_torch_file(path, safe_load=True)
+    if os.path.splitext(path)[1].lower() in (".safetensors", ".sft"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    import torch
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    return data.get("state_dict", data) if isinstance(data, dict) else data
+
+
 # --------------------------------------------------------------------------- device and memory
 
 

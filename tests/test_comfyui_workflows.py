@@ -415,6 +415,41 @@ def test_shipped_workflow_runs_to_success(suite, path, record_property):
     elif of_type(prompt, SCENE_SELECT):  # previews: one output per scene prompt
         for result in results:
             assert result.entry["outputs"], f"{path.name}: a prompt produced no output"
+    if of_type(prompt, STORY_RENDER):
+        check_post_choices(suite, path, prompt, prompts_for(prompt, story, SCENES)[-1], sid)
+
+
+def check_post_choices(server, path: Path, prompt: dict, last: dict, sid: str) -> None:
+    """The shipped none choices said so; then the same last prompt with the tiny RIFE and ESRGAN files
+    chosen in the workflow's own loaders renders with them (ComfyUI reruns only what changed)."""
+    plan = pack_module("nodes.story.plan")
+    runs = run_folders(server.base / "output", sid)
+    post = json.loads((runs[-1] / "artifact-metadata.json").read_text(encoding="utf-8"))["Post"]
+    story = plan.load_and_plan(str(server.base / "input" / "gemdirect" / story_option(path)), "from story").plan
+    render = prompt[of_type(prompt, STORY_RENDER)[0]]["inputs"]
+    if render["interpolation"] == "from story" and story.post.interpolation and \
+            story.post.interpolation_method == "rife":
+        assert post["InterpolationMethod"] == "flow" and "asks for RIFE" in post["InterpolationFallback"], post
+    chosen = json.loads(json.dumps(last))
+    rife_loaders = of_type(chosen, "GemDirectRIFELoader")
+    upscale_loaders = of_type(chosen, "GemDirectUpscaleModelLoader")
+    assert rife_loaders and upscale_loaders, f"{path.name}: Story Render without its post loaders"
+    for key in rife_loaders:
+        chosen[key]["inputs"]["model_name"] = "rife_v4.26.safetensors"
+    for key in upscale_loaders:
+        chosen[key]["inputs"]["model_name"] = "RealESRGAN_x4plus.pth"
+    key = of_type(chosen, STORY_RENDER)[0]
+    chosen[key]["inputs"].update({"interpolation": "target fps", "target_fps": 24.0, "upscale": "factor",
+                                  "factor": 2.0})
+    queue_and_wait(server, chosen, SCENE_TIMEOUT)
+    newest = max(run_folders(server.base / "output", sid),
+                 key=lambda run: (run / "artifact-metadata.json").stat().st_mtime)
+    metadata = json.loads((newest / "artifact-metadata.json").read_text(encoding="utf-8"))
+    post = metadata["Post"]
+    assert post["InterpolationMethod"] == "rife-4.25" and post["InterpolationFallback"] is None, post
+    assert post["UpscaleMethod"] == "RealESRGAN_x4plus.pth" and post["UpscaleFallback"] is None, post
+    assert [m["Stage"] for m in post["Memory"]][:2] == ["interpolate", "upscale"], post["Memory"]
+    assert pack_module("nodes.run.validate").validate_run(newest) == []
 
 
 
@@ -546,6 +581,60 @@ def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
     # free_memory(bytes, keep_loaded=[the DiT]) unloaded the VAE and kept the DiT
     assert after["cached_models_mb"] == pytest.approx(event["resident_mb"], abs=0.2), (before, after, event)
     assert after["cached_models_mb"] < before["cached_models_mb"], (before, after)
+
+
+def test_a_render_needing_more_than_is_free_unloads_the_cached_wan_model_first(suite):
+    # A tiny T2V DiT and the VAE in ComfyUI's cache (a one-step sample, kept by being in the prompt); a
+    # reserve larger than the machine's RAM (what --reserve-vram sets; on the CPU free memory is the
+    # available RAM, which tiny models cannot exhaust) makes RIFE's need more than is free.
+    story = story_option(FLF2V)
+    if FLF2V.name not in suite.finished:
+        render_scenes_first(suite, story, 1)
+    vae = next(name for folder, name, kind in models_wanted(api_prompt(suite, FLF2V)) if folder == "vae")
+    sample = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": T2V_MODEL, "weight_dtype": "default"}},
+        "2": {"class_type": "GemDirectTestConditioning", "inputs": {"text": "a lighthouse", "tokens": 16}},
+        "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                  "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
+                                                   "latent_image": ["3", 0], "seed": 1, "steps": 1, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["5", 0]}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    queue_and_wait(suite, sample, SCENE_TIMEOUT)
+    before = device(suite)
+    assert before["cached_models_mb"] > 0, before
+    render = sample | {
+        "11": {"class_type": "GemDirectStoryLoader", "inputs": {"story": story, "preset": "from story"}},
+        "17": {"class_type": "GemDirectSceneSelect", "inputs": {"story": ["11", 0], "scene_index": 1}},
+        "12": {"class_type": "GemDirectRun", "inputs": {"story": ["11", 0], "scene": ["17", 0], "mode": "continue"}},
+        "13": {"class_type": "GemDirectTestReserveMemory", "inputs": {"value": ["11", 0], "reserve_gb": 100000.0}},
+        "14": {"class_type": "GemDirectRIFELoader", "inputs": {"model_name": "rife_v4.26.safetensors",
+                                                               "dtype": "fp32"}},
+        "15": {"class_type": "GemDirectStoryRender", "inputs": {
+            "run": ["12", 0], "story": ["13", 0], "rife_model": ["14", 0], "interpolation": "target fps",
+            "target_fps": 24.0, "upscale": "off", "factor": 2.0, "long_side": 1920, "width": 1920, "height": 1080,
+            "on_missing": "render what exists", "audio_mode": "auto", "crf": 19, "when": "now", "on_stale": "warn",
+            "scale": "1.0", "ensemble": False}},
+    }
+    try:
+        queue_and_wait(suite, render, SCENE_TIMEOUT)
+    finally:  # ComfyUI's default reserve again for the tests after this one
+        reset = {"11": render["11"], "13": render["13"] | {"inputs": {"value": ["11", 0], "reserve_gb": 0.4}},
+                 "16": {"class_type": "PreviewAny", "inputs": {"source": ["13", 0]}}}
+        queue_and_wait(suite, reset, SCENE_TIMEOUT)
+    event = suite.messages.of("gemdirect.render")[-1]
+    runs = run_folders(suite.base / "output", story.split("/")[0])
+    newest = max(runs, key=lambda run: (run / "artifact-metadata.json").stat().st_mtime)
+    memory = json.loads((newest / "artifact-metadata.json").read_text(encoding="utf-8"))["Post"]["Memory"]
+    first = memory[0]
+    assert first["Stage"] == "interpolate" and first["Reason"] == "start", memory
+    assert first["NeedMB"] > first["FreeBeforeMB"], first  # the reserve made the need larger than the RAM
+    assert first["CachedModelsBeforeMB"] > 0 and first["CachedModelsAfterMB"] < first["CachedModelsBeforeMB"], first
+    assert first["Unloaded"], first  # ComfyUI unloaded the cached DiT/VAE before RIFE ran
+    assert any("unloaded" in line for line in event["memory"]), event
 
 
 def test_an_interrupt_stops_a_pack_node_between_chunks(suite):

@@ -27,8 +27,8 @@ def test_models_are_found_in_all_three_folders(comfy_home):
     write_checkpoint(comfy_home / "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife", "4.7",
                      "frame-interpolation", "rife49.pth")
     listed = nodes.GemDirectRIFELoader.INPUT_TYPES()["required"]["model_name"][0]
-    assert set(listed) == {"rife_v4.26.safetensors", "flownet.pkl", "rife49.pth"}
-    loaded = {name: nodes.GemDirectRIFELoader().load(name, "fp32")[0] for name in listed}
+    assert listed[0] == nodes.NONE and set(listed[1:]) == {"rife_v4.26.safetensors", "flownet.pkl", "rife49.pth"}
+    loaded = {name: nodes.GemDirectRIFELoader().load(name, "fp32")[0] for name in listed[1:]}
     assert {name: m.arch for name, m in loaded.items()} == {
         "rife_v4.26.safetensors": "4.25", "flownet.pkl": "4.6", "rife49.pth": "4.7"}
     description = nodes.GemDirectRIFELoader().load("rife49.pth", "bf16")[1]
@@ -37,9 +37,11 @@ def test_models_are_found_in_all_three_folders(comfy_home):
 
 def test_no_model_names_the_folders_and_the_files_that_work(comfy_home):
     listed = nodes.GemDirectRIFELoader.INPUT_TYPES()["required"]["model_name"][0]
-    assert listed == [nodes.NO_MODELS]
+    assert listed == [nodes.NONE]  # the explicit "no model" choice is always there, and first
+    model, description = nodes.GemDirectRIFELoader().load(nodes.NONE, "fp32")
+    assert model is None and "optical flow" in description
     with pytest.raises(FileNotFoundError) as caught:
-        nodes.GemDirectRIFELoader().load(listed[0], "fp32")
+        nodes.GemDirectRIFELoader().load("rife47.pth", "fp32")
     text = str(caught.value)
     assert "models/frame_interpolation" in text.replace("\\", "/") and "models/rife" in text.replace("\\", "/")
     assert "rife426.pth" in text and "optical flow" in text

@@ -7,11 +7,19 @@ import pickle
 import pytest
 import torch
 from conftest import pack_module
+from rife_reference import PUBLISHED, ReferenceIFNet
 
 ifnet = pack_module("nodes.interpolate.ifnet")
 loader = pack_module("nodes.interpolate.loader")
 
-ARCHS = list(ifnet.VERSIONS)  # 4.6, 4.7, 4.10, 4.17, 4.25 (= 4.26)
+ARCHS = list(ifnet.VERSIONS)  # 4.6 ... 4.26.heavy: one per distinct published architecture
+CORE_FILES = {  # ComfyUI core's five RIFE files (Comfy-Org/frame_interpolation) and the architecture in each
+    "rife_v4.25.safetensors": "4.25",
+    "rife_v4.25_lite.safetensors": "4.25.lite",
+    "rife_v4.25_heavy.safetensors": "4.25.heavy",
+    "rife_v4.26.safetensors": "4.25",
+    "rife_v4.26_heavy.safetensors": "4.26.heavy",
+}
 FILE_NAMES = {  # the names users' files have; detection must not care
     "practical-rife": "flownet.pkl",
     "frame-interpolation": "rife.pth",
@@ -37,7 +45,7 @@ def write_checkpoint(folder, arch: str, layout: str, name: str | None = None, se
     path = str(folder / (name or FILE_NAMES[layout]))
     if layout == "practical-rife":
         tensors = loader.to_layout(state, layout)
-        if arch == "4.25":  # Practical-RIFE 4.25/4.26 files also hold training-only nets
+        if len(ifnet.VERSIONS[arch].widths) == 5:  # Practical-RIFE 4.25/4.26 files also hold training-only nets
             tensors["module.teacher.block0.conv0.0.0.weight"] = torch.randn(96, 17, 3, 3)
             tensors["module.teacher.block0.lastconv.0.bias"] = torch.randn(52)
             for i in (0, 2, 4, 6, 8):
@@ -81,6 +89,50 @@ def test_each_version_loads_in_every_layout_and_gives_identical_frames(tmp_path,
     reference = outputs["practical-rife"]
     for layout, out in outputs.items():
         assert torch.equal(out, reference), f"{arch}: {layout} differs from practical-rife"
+
+
+def test_the_table_is_the_published_architectures():
+    assert set(ARCHS) == set(PUBLISHED)
+    for arch, spec in ifnet.VERSIONS.items():
+        encoder, widths, out, scales, ensemble = PUBLISHED[arch]
+        assert spec.widths == widths and spec.block_out == out and spec.ensemble == ensemble, arch
+        assert spec.scale_list() == [float(s) for s in scales], arch
+        assert spec.head_out == (encoder[2] if encoder else 0), arch
+        assert (spec.head.width if spec.head else 0) == (encoder[1] if encoder else 0), arch
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_layout_matches_the_published_forward_within_1e_5(tmp_path, arch):
+    # Seeded random weights (noise 0.01: activations like trained weights), written the way each tool
+    # writes them, loaded through the pack's loader, against the reference written from the releases.
+    reference = ReferenceIFNet(arch).eval()
+    reference.load_state_dict(random_state(arch, seed=3, noise=0.01))
+    size = 128  # a multiple of every architecture's padding: both see the same pixels
+    a, b = frames(11, 2, size, size), frames(12, 2, size, size)
+    t = torch.tensor([0.3, 0.7])
+    modes = [False, True] if PUBLISHED[arch][4] else [False]
+    with torch.no_grad():
+        expected = {e: reference(a, b, t.view(2, 1, 1, 1).expand(2, 1, size, size), ensemble=e) for e in modes}
+    for layout in loader.LAYOUTS:
+        folder = tmp_path / layout
+        folder.mkdir()
+        model = loader.load_rife(write_checkpoint(folder, arch, layout, seed=3, noise=0.01))
+        assert (model.arch, model.layout) == (arch, layout)
+        for ensemble in modes:
+            out = model.net.interpolate(a, b, t, ensemble=ensemble)
+            err = (out - expected[ensemble]).abs().max().item()
+            assert err < 1e-5, f"{arch} {layout} ensemble={ensemble}: max error {err}"
+
+
+def test_cores_five_files_load_by_their_tensors(tmp_path):
+    for name, arch in CORE_FILES.items():
+        state = random_state(arch, seed=hash(name) % 1000)
+        loader.save_checkpoint(state, str(tmp_path / name), "comfy-core")
+        keys = first_keys(str(tmp_path / name))
+        assert "blocks.4.lastconv.0.bias" in keys and "encode.cnn3.weight" in keys
+        model = loader.load_rife(str(tmp_path / name))
+        assert (model.arch, model.layout) == (arch, "comfy-core"), name
+        assert model.net.state_dict()["block0.conv0.0.0.weight"].equal(state["block0.conv0.0.0.weight"])
 
 
 def test_key_spellings_are_the_real_ones(tmp_path):
@@ -193,3 +245,19 @@ def test_half_precision_loads_and_stays_close(tmp_path, dtype):
     assert next(half.net.parameters()).dtype == loader.DTYPES[dtype]
     out = half.net.interpolate(frames(9, 1), frames(10, 1), 0.5).float()
     assert (out - exact).abs().mean() < 0.05
+
+
+def test_auto_precision_follows_the_device_and_keeps_flow_in_fp32(tmp_path):
+    upscale_model = pack_module("nodes.upscale.model")
+    path = write_checkpoint(tmp_path, "4.25", "comfy-core", noise=0.01)
+    auto = loader.load_rife(path, "auto")
+    expected = torch.bfloat16 if upscale_model.cpu_has_bf16() else torch.float32
+    assert auto.dtype == expected and next(auto.net.parameters()).dtype == expected
+    assert loader.auto_dtype("cuda:0") == torch.float16
+    exact = loader.load_rife(path, "fp32")
+    smooth = torch.nn.functional.avg_pool2d(frames(13, 2, 128, 128), 9, 1, 4)  # trained nets see images
+    a, b = smooth[:1], smooth[1:]
+    out = auto.net.interpolate(a, b, 0.5)
+    assert out.dtype == torch.float32  # flow, warps and blend in fp32 whatever the convolutions ran in
+    difference = (out - exact.net.interpolate(a, b, 0.5)).abs()
+    assert difference.max() < 0.03 and difference.mean() < 0.003, (difference.max(), difference.mean())

@@ -125,6 +125,18 @@ def test_describe_plan_lists_every_scene_and_warning(tmp_path):
     story["scenes"][0]["cfg"] = 7.0
     text = plan.describe_plan(_plan(tmp_path, story))
     assert "3 scenes" in text and "49 frames @ 16 fps" in text and "WARNING: scenes[0].cfg = 7" in text
+    assert "post: interpolation" in text  # the preset's post stages are part of the plan text
+
+
+def test_the_plan_text_shows_a_presets_post_stages_and_the_loaders_they_need():
+    from fractions import Fraction
+
+    cinematic = plan.PostPlan(True, "rife", Fraction(24), True, 2.0, "model", False)
+    assert plan.describe_post(cinematic) == (
+        "post: interpolation rife to 24 fps (needs a RIFE file in RIFE Loader, else optical flow); "
+        "upscale model x2 (needs a file in Upscale Model Loader, else Lanczos)")
+    assert plan.describe_post(plan.PostPlan(False, "flow", None, False, 1.0, "lanczos", False)) == \
+        "post: interpolation off; upscale off"
 
 
 def test_read_modify_write_keeps_unknown_fields(tmp_path):

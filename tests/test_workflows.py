@@ -277,3 +277,47 @@ def test_model_file_combos_of_core_loaders_are_exempt_but_must_name_a_model():
     # Without the exemption the empty file list rejects any value.
     assert "widget 'unet_name' = 'wan.gguf' is not one of the options []" in problems_of(
         loader_workflow("wan.gguf", [7, "fixed", 0.5]), LOADER_AND_SAMPLER, exempt={})
+
+
+POST_LOADERS = {"rife_model": ("GemDirectRIFELoader", "none (optical flow)"),
+                "upscale_model": ("GemDirectUpscaleModelLoader", "none (Lanczos)")}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_story_render_has_both_post_loaders_wired_with_none_first(path, schemas):
+    # Every workflow in example_workflows/ (also those added later) that renders shows its post-stage
+    # choices in the graph: a RIFE Loader and an Upscale Model Loader wired into Story Render, shipped
+    # on their explicit "none" choice so the workflow loads without the files. tests/wire_post_loaders.py
+    # adds them to a workflow that lacks them.
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    links = {link[0]: link for link in workflow["links"]}
+    renders = [node for node in workflow["nodes"] if node.get("type") == "GemDirectStoryRender"]
+    for render in renders:
+        for slot_name, (loader_type, first) in POST_LOADERS.items():
+            slot = next(s for s in render["inputs"] if s["name"] == slot_name)
+            assert slot.get("link") is not None, f"{path.name}: Story Render {render['id']} has no {slot_name} " \
+                f"loader; run python tests/wire_post_loaders.py {path}"
+            source = nodes[links[slot["link"]][1]]
+            assert source["type"] == loader_type, f"{path.name}: {slot_name} comes from {source['type']}"
+            listed = schemas[loader_type]["input"]["required"]["model_name"][0]
+            assert listed[0] == first and source["widgets_values"][0] == first, (path.name, source["widgets_values"])
+
+
+def test_the_wiring_script_adds_the_loaders_once(tmp_path):
+    import wire_post_loaders
+
+    render = json.loads((WORKFLOWS[0].parent / "story_render.json").read_text(encoding="utf-8"))
+    for node in render["nodes"]:  # a workflow as shipped before: no loaders, no scale/ensemble values
+        if node["type"] == "GemDirectStoryRender":
+            node["widgets_values"] = node["widgets_values"][:wire_post_loaders.RENDER_WIDGETS_BEFORE]
+            for slot in node["inputs"]:
+                if slot["name"] in POST_LOADERS:
+                    slot["link"] = None
+    render["nodes"] = [n for n in render["nodes"] if n["type"] not in {t for t, _ in POST_LOADERS.values()}]
+    assert wire_post_loaders.wire(render)
+    assert not wire_post_loaders.wire(render)  # idempotent
+    types = [n["type"] for n in render["nodes"]]
+    assert types.count("GemDirectRIFELoader") == 1 and types.count("GemDirectUpscaleModelLoader") == 1
+    story_render = next(n for n in render["nodes"] if n["type"] == "GemDirectStoryRender")
+    assert story_render["widgets_values"][-2:] == ["1.0", False]

@@ -42,7 +42,10 @@ MODEL_LOADERS: dict[str, tuple[str, str]] = {
     "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
     "ImageOnlyCheckpointLoader": ("ckpt_name", "checkpoints"),
     "GemDirectSVILoRALoader": ("lora_name", "loras/svi"),
+    "GemDirectRIFELoader": ("model_name", "frame_interpolation"),
+    "GemDirectUpscaleModelLoader": ("model_name", "upscale_models"),
 }
+NO_MODEL_PREFIX = "none ("  # the pack loaders' explicit no-model choices: nothing to install
 # The other providers' latent node decides the checkpoint's tiny kind (tests/tiny_providers.py).
 PROVIDER_CHECKPOINTS: dict[str, str] = {"SVD_img2vid_Conditioning": "svd_xt", "LTXVImgToVideo": "ltxv"}
 # The node that makes the sampler's latent decides the WAN family: (DiT kind, VAE kind) in tiny_models.
@@ -108,6 +111,8 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
             continue
         widget, folder = loader
         name = node["inputs"][widget]
+        if name.startswith(NO_MODEL_PREFIX):
+            continue
         if node["class_type"] in ("UNETLoader", "UnetLoaderGGUF"):
             if family is None:
                 raise ValueError(f"{node['class_type']} '{name}' feeds no known WAN latent node")
@@ -123,6 +128,8 @@ def models_wanted(prompt: Mapping[str, dict]) -> list[tuple[str, str, str]]:
         elif node["class_type"] == "GemDirectSVILoRALoader":
             kind = ("svi_lora_high" if "HIGH" in name.upper() else "svi_lora_low") \
                 + (".gguf" if name.lower().endswith(".gguf") else "")
+        elif node["class_type"] == "GemDirectRIFELoader":
+            kind = "rife"
         else:
             kind = "esrgan"
         wanted.append((folder, name, kind))

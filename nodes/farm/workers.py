@@ -83,11 +83,12 @@ def parse_workers(text: str | Sequence[str] | None, local: int = 1) -> list[Work
 
 
 def prompt_models(prompt: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(node id, input name, file name)`` of every model file a prompt's widgets name."""
+    """``(node id, input name, file name)`` of every model file a prompt's widgets name (not the pack loaders'
+    explicit no-model choices, ``none (optical flow)`` / ``none (Lanczos)``: no file to look for)."""
     found = []
     for node_id, node in prompt.items():
         for name, value in (node.get("inputs") or {}).items():
-            if MODEL_WIDGET.match(name) and isinstance(value, str) and value:
+            if MODEL_WIDGET.match(name) and isinstance(value, str) and value and not value.startswith("none ("):
                 found.append((str(node_id), name, value))
     return found
 

@@ -55,21 +55,65 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class RIFEInterpolator:
-    """RIFE on the model's device and dtype; a batch is any mix of pairs and timesteps."""
+    """RIFE on the model's device and dtype; a batch is any mix of pairs and timesteps.
+
+    Each source frame is prepared once (moved, clamped, padded, its features encoded) and kept while
+    a job still needs it, so a frame shared by two pairs is encoded once, as core's FrameInterpolate
+    does. A kept frame is only reused when the job's frame is equal to it (cheap next to the network),
+    so reusing the interpolator on another clip can never mix frames up.
+    """
 
     def __init__(self, model: Any, scale: float = 1.0, ensemble: bool = False):
         self.model = model  # loader.RIFEModel
         self.scale = float(scale)
         self.ensemble = bool(ensemble) and model.spec.ensemble
         self.method = model.method
+        self._prepared: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        self.rooms: list[Any] = []  # vram.room.RoomRecord: memory asked for before running, and on OOM
+        self._room_for: tuple[int, int] | None = None
+
+    def need_bytes(self, height: int, width: int, pairs: int) -> int:
+        """Weights plus ``pairs`` pairs' working memory at this frame size (the VRAM guard's RIFE rule)."""
+        from ..vram.estimate import Workload, rife_estimate
+
+        weights = sum(p.numel() * p.element_size() for p in self.model.net.parameters())
+        spec = self.model.spec
+        estimate = rife_estimate(Workload(width, height, 2, batch=max(1, pairs)), weights=weights, scale=self.scale,
+                                 blocks=len(spec.widths), head=spec.head_out, carried=spec.carried > 0,
+                                 pad_multiple=spec.pad_multiple(self.scale))
+        return estimate.full
+
+    def make_room(self, height: int, width: int, pairs: int, reason: str = "start") -> None:
+        """Ask ComfyUI to unload cached models until this stage's bytes are free (vram.room)."""
+        from ..vram.room import make_room
+
+        device = next(self.model.net.parameters()).device
+        if reason == "start":
+            self._room_for = (height, width)
+        self.rooms.append(make_room("interpolate", self.need_bytes(height, width, pairs), device, reason=reason))
+
+    def _frame(self, index: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        kept = self._prepared.get(index)
+        if kept is None or not (kept[0] is frame or torch.equal(kept[0], frame)):
+            image, feats = self.model.net.prepare(frame.permute(2, 0, 1).unsqueeze(0), self.scale)
+            kept = self._prepared[index] = (frame, image, feats)
+        return kept[1], kept[2]
 
     def run(self, jobs: list[Job]) -> torch.Tensor:
-        device = next(self.model.net.parameters()).device
-        a = torch.stack([j.frame_a for j in jobs]).to(device).permute(0, 3, 1, 2)
-        b = torch.stack([j.frame_b for j in jobs]).to(device).permute(0, 3, 1, 2)
+        h, w = jobs[0].frame_a.shape[:2]
+        if self._room_for != (h, w):  # not asked for this frame size yet (Story Render asks up front)
+            self.make_room(h, w, len(jobs))
+        first = min(j.left for j in jobs)
+        for index in [i for i in self._prepared if i < first]:
+            del self._prepared[index]
+        lefts = [self._frame(j.left, j.frame_a) for j in jobs]
+        rights = [self._frame(j.left + 1, j.frame_b) for j in jobs]
+        a, b = torch.cat([x for x, _ in lefts]), torch.cat([x for x, _ in rights])
+        fa = torch.cat([f for _, f in lefts]) if lefts[0][1] is not None else None
+        fb = torch.cat([f for _, f in rights]) if rights[0][1] is not None else None
         t = torch.tensor([j.t for j in jobs], dtype=torch.float32)
-        out = self.model.net.interpolate(a, b, t, scale=self.scale, ensemble=self.ensemble)
-        return out.permute(0, 2, 3, 1).float().clamp(0, 1).cpu()
+        out = self.model.net.run_prepared(a, b, t, fa, fb, scale=self.scale, ensemble=self.ensemble)
+        return out[:, :, :h, :w].permute(0, 2, 3, 1).float().clamp(0, 1).cpu()
 
 
 class FlowInterpolator:
@@ -159,7 +203,10 @@ class _Batcher:
                 self.batch = max(1, n // 2)
                 self.report.oom_halvings += 1
                 log.warning("[gemDirect] interpolation out of memory at batch %d; retrying at %d", n, self.batch)
-                comfy.free_cached_models(0)
+                room = getattr(self.interpolator, "make_room", None)
+                if room is not None:  # free ComfyUI's cached models by the bytes the smaller batch needs
+                    h, w = jobs[i].frame_a.shape[:2]
+                    room(h, w, self.batch, reason="out of memory")
                 continue
             out.extend(frames.unbind(0))
             i += n

@@ -49,6 +49,7 @@ class IFNetSpec:
     block_out: int  # channels a block emits after PixelShuffle: flow 4 + mask 1 + carried (min 6)
     mask_accumulates: bool  # 4.6: mask += block mask; 4.7+: mask = block mask
     ensemble: bool  # the release defines a reversed-order pass to average with
+    scales: tuple[int, ...] = ()  # each block's downscale at scale 1 when not [.., 4, 2, 1] (4.25.lite)
 
     @property
     def head_out(self) -> int:
@@ -67,7 +68,8 @@ class IFNetSpec:
     def scale_list(self, scale: float = 1.0) -> list[float]:
         """Downscale factor of each block, coarsest first: [8,4,2,1] or [16,8,4,2,1], divided by ``scale``."""
         count = len(self.widths)
-        return [2 ** (count - 1 - i) / scale for i in range(count)]
+        base = self.scales or tuple(2 ** (count - 1 - i) for i in range(count))
+        return [s / scale for s in base]
 
     def pad_multiple(self, scale: float = 1.0) -> int:
         """Frame sides are padded to a multiple of this: the coarsest block sees H/s, then halves twice."""
@@ -79,16 +81,40 @@ _HEAD_410 = HeadSpec(names=("0", "2", "4", "6"), width=32, out=8, relu_between=T
 _HEAD_417 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=32, out=8, relu_between=True)
 _HEAD_425 = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=16, out=4, relu_between=True)
 
+_HEAD_426H = HeadSpec(names=("cnn0", "cnn1", "cnn2", "cnn3"), width=16, out=16, relu_between=True)
+_W4 = (192, 128, 96, 64)  # the four-block widths most releases share
+_W5 = (192, 128, 96, 64, 32)
+
+# Checked against the published IFNet_HDv3 of each release (block widths c=, Head layers, block count,
+# scale_list, lastconv 4*6 or 4*13). Releases in one row have the same tensors and shapes: a file cannot
+# tell them apart, so they load as one architecture (telemetry names the row: rife-<arch>).
 VERSIONS: dict[str, IFNetSpec] = {
     spec.arch: spec
     for spec in (
-        IFNetSpec("4.6", ("4.6",), (192, 128, 96, 64), None, 0, 6, True, True),
-        IFNetSpec("4.7", ("4.7", "4.8", "4.9"), (192, 128, 96, 64), _HEAD_47, 0, 6, False, True),
-        IFNetSpec("4.10", ("4.10", "4.11", "4.12"), (192, 128, 96, 64), _HEAD_410, 0, 6, False, True),
-        IFNetSpec("4.17", ("4.17", "4.18"), (192, 128, 96, 64), _HEAD_417, 0, 6, False, True),
-        IFNetSpec("4.25", ("4.25", "4.26"), (192, 128, 96, 64, 32), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.6", ("4.6",), _W4, None, 0, 6, True, True),
+        IFNetSpec("4.7", ("4.7", "4.8", "4.9"), _W4, _HEAD_47, 0, 6, False, True),
+        IFNetSpec("4.10", ("4.10", "4.11", "4.12"), _W4, _HEAD_410, 0, 6, False, True),
+        IFNetSpec("4.17", ("4.13", "4.14", "4.15", "4.17", "4.18", "4.19", "4.24", "4.14.lite"), _W4, _HEAD_417,
+                  0, 6, False, True),
+        IFNetSpec("4.15.lite", ("4.15.lite", "4.16.lite", "4.17.lite"), (128, 96, 64, 48), _HEAD_425, 0, 6, False,
+                  True),
+        IFNetSpec("4.20", ("4.20",), (384, 192, 96, 48), _HEAD_417, 0, 6, False, True),
+        IFNetSpec("4.21", ("4.21", "4.22", "4.23"), (256, 192, 96, 48), _HEAD_417, 8, 13, False, False),
+        IFNetSpec("4.22.lite", ("4.22.lite",), (192, 128, 64, 32), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.25", ("4.25", "4.26"), _W5, _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.25.lite", ("4.25.lite",), (192, 128, 96, 64, 24), _HEAD_425, 8, 13, False, False,
+                  scales=(32, 16, 8, 4, 1)),
+        IFNetSpec("4.25.heavy", ("4.25.heavy",), tuple(2 * w for w in _W5), _HEAD_425, 8, 13, False, False),
+        IFNetSpec("4.26.heavy", ("4.26.heavy",), _W5, _HEAD_426H, 8, 13, False, False),
     )
 }
+
+
+
+def supported_releases() -> str:
+    """Every release that loads, in table order: '4.6, 4.7, 4.8, ...' (for tooltips and errors)."""
+    return ", ".join(r for spec in VERSIONS.values() for r in spec.releases)
+
 
 # --------------------------------------------------------------------------- layers
 
@@ -107,7 +133,11 @@ class ResConv(nn.Module):
         self.relu = nn.LeakyReLU(0.2, True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(x) * self.beta + x)
+        # beta folded into the conv (the same sum, one pass over the feature map fewer); then the
+        # residual and the LeakyReLU in place on the conv's fresh output
+        beta = self.beta.reshape(-1)
+        out = F.conv2d(x, self.conv.weight * beta.reshape(-1, 1, 1, 1), self.conv.bias * beta, 1, 1)
+        return F.leaky_relu_(out.add_(x), 0.2)
 
 
 class Head(nn.Module):
@@ -136,6 +166,13 @@ class Head(nn.Module):
         return x
 
 
+def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Bilinear resize by ``factor`` (align_corners=False, as the releases); 1 is the identity and is skipped."""
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
 class IFBlock(nn.Module):
     """One coarse-to-fine step: look at the inputs at 1/scale, emit flow (4), mask (1), features."""
 
@@ -145,14 +182,18 @@ class IFBlock(nn.Module):
         self.convblock = nn.Sequential(*(ResConv(width) for _ in range(8)))
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * out, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+    def forward(self, parts: list[torch.Tensor], flow: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """``parts`` in channel order, each resized on its own (the same numbers as resizing their
+        concatenation, without a full-size copy); a part of spatial size 1x1 is a per-sample constant
+        (the timestep), expanded at the small size. Returns the output at full size, flow not yet scaled."""
+        small = [None if p.shape[-1] == 1 else _resize(p, 1.0 / scale) for p in parts]
+        size = next(p for p in small if p is not None).shape[-2:]
+        x = [p if p is not None else q.expand(-1, -1, *size) for p, q in zip(small, parts, strict=True)]
         if flow is not None:
-            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
-            x = torch.cat((x, flow), 1)
-        out = self.lastconv(self.convblock(self.conv0(x)))
-        out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
-        return torch.cat((out[:, :4] * scale, out[:, 4:]), 1)
+            x.append(_resize(flow, 1.0 / scale) / scale)
+        x = torch.cat(x, 1).to(self.lastconv[0].weight.dtype)  # the convolutions run in the model's dtype
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout (weights too: loader)
+        return _resize(self.lastconv(self.convblock(self.conv0(x))).float(), scale)  # flow and mask in fp32
 
 
 _grids: dict[tuple, torch.Tensor] = {}
@@ -166,18 +207,18 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     h, w = flow.shape[-2:]
     key = (flow.device, h, w)
     dtype = image.dtype
-    image, flow = image.float(), flow.float()
     grid = _grids.get(key)
     if grid is None:
         ys = torch.linspace(-1.0, 1.0, h, device=flow.device)
         xs = torch.linspace(-1.0, 1.0, w, device=flow.device)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).unsqueeze(0)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0)  # [1,H,W,2]
         if len(_grids) > 16:  # frame sizes change rarely; keep the cache small anyway
             _grids.clear()
         _grids[key] = grid
-    norm = torch.cat((flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)), 1)
-    coords = (grid + norm).permute(0, 2, 3, 1)
-    return F.grid_sample(image, coords, mode="bilinear", padding_mode="border", align_corners=True).to(dtype)
+    per_px = torch.tensor([(w - 1.0) / 2.0, (h - 1.0) / 2.0], device=flow.device)
+    coords = grid + flow.float().permute(0, 2, 3, 1) / per_px
+    return F.grid_sample(image.float(), coords, mode="bilinear", padding_mode="border",
+                         align_corners=True).to(dtype)
 
 
 def _swap(flow: torch.Tensor) -> torch.Tensor:
@@ -189,7 +230,14 @@ def _swap(flow: torch.Tensor) -> torch.Tensor:
 
 
 class IFNet(nn.Module):
-    """RIFE's IFNet for one :class:`IFNetSpec`. Weights load from the release's state dict as is."""
+    """RIFE's IFNet for one :class:`IFNetSpec`. Weights load from the release's state dict as is.
+
+    Speed (the same numbers as the releases' forward, fewer passes over full-size memory): each
+    frame's features can be computed once and reused for every pair it is in (``prepare``); block
+    inputs are resized piece by piece instead of concatenated at full size; the timestep is a
+    constant expanded only at the block's size; resizes by 1 are skipped; one warp moves both frames
+    and their features at once.
+    """
 
     def __init__(self, spec: IFNetSpec):
         super().__init__()
@@ -206,53 +254,82 @@ class IFNet(nn.Module):
 
     def _block(self, block: IFBlock, parts: list[torch.Tensor], flow: torch.Tensor | None,
                scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        out = block(torch.cat(parts, 1), flow, scale)
+        out = block(parts, flow, scale)
         carried = out[:, 5:5 + self.spec.carried] if self.spec.carried else None
-        return out[:, :4], out[:, 4:5], carried
+        delta = out[:, :4] if scale == 1 else out[:, :4] * scale
+        return delta, out[:, 4:5], carried
+
+    @staticmethod
+    def _warp_pair(source: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``source`` = frame 0's and frame 1's tensors stacked on the batch axis; each moved by its flow."""
+        n = flow.shape[0]
+        moved = warp(source, torch.cat((flow[:, :2], flow[:, 2:4]), 0))
+        return moved[:n], moved[n:]
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor,
-                scale_list: list[float], ensemble: bool = False) -> torch.Tensor:
+                scale_list: list[float], ensemble: bool = False, feat0: torch.Tensor | None = None,
+                feat1: torch.Tensor | None = None) -> torch.Tensor:
         """Frame at ``timestep`` between ``img0`` and ``img1`` ([N,3,H,W], sides already padded).
 
-        ``timestep``: [N,1,1,1]. ``ensemble`` also runs each block on the swapped pair and
-        averages the two answers before the flow is updated (releases with ``spec.ensemble``).
+        ``timestep``: [N] or [N,1,1,1]. ``feat0``/``feat1``: the frames' features from
+        :meth:`features` (computed here when not given). ``ensemble`` also runs each block on the
+        swapped pair and averages the two answers before the flow is updated (``spec.ensemble``).
         """
         spec = self.spec
-        n, _, h, w = img0.shape
-        t = timestep.reshape(n, 1, 1, 1).to(img0.dtype).expand(n, 1, h, w)
-        feat0 = feat1 = None
-        if spec.head is not None:
+        n = img0.shape[0]
+        t = timestep.reshape(n, 1, 1, 1).to(img0.dtype)
+        if spec.head is not None and feat0 is None:
             feats = self.encode(torch.cat((img0, img1), 0))
             feat0, feat1 = feats[:n], feats[n:]
+        heads = [feat0, feat1] if spec.head is not None else []
+        images = torch.cat((img0, img1), 0).float()  # warped and blended in fp32 whatever the model's dtype
+        with_heads = torch.cat((torch.cat((img0, feat0), 1), torch.cat((img1, feat1), 1)), 0) if heads else images
         flow = mask = carried = None
-        warped0, warped1 = img0, img1
+        warped0, warped1, moved_heads = img0, img1, heads
+        count = len(spec.widths)
         for i, block in enumerate(self.blocks):
             scale = scale_list[i]
             if flow is None:
-                heads = [feat0, feat1] if feat0 is not None else []
                 flow, mask, carried = self._block(block, [img0, img1, *heads, t], None, scale)
                 if ensemble:
-                    heads_r = [feat1, feat0] if feat0 is not None else []
-                    flow_r, mask_r, _ = self._block(block, [img1, img0, *heads_r, 1 - t], None, scale)
+                    flow_r, mask_r, _ = self._block(block, [img1, img0, *heads[::-1], 1 - t], None, scale)
                     flow = (flow + _swap(flow_r)) / 2
                     mask = (mask - mask_r) / 2
             else:
-                heads = [warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])] if feat0 is not None else []
                 extra = [carried] if carried is not None else []
                 delta, block_mask, carried = self._block(
-                    block, [warped0, warped1, *heads, t, mask, *extra], flow, scale)
+                    block, [warped0, warped1, *moved_heads, t, mask, *extra], flow, scale)
                 if ensemble:
-                    heads_r = heads[::-1]
                     delta_r, mask_r, _ = self._block(
-                        block, [warped1, warped0, *heads_r, 1 - t, -mask], _swap(flow), scale)
+                        block, [warped1, warped0, *moved_heads[::-1], 1 - t, -mask], _swap(flow), scale)
                     delta = (delta + _swap(delta_r)) / 2
                     block_mask = (block_mask - mask_r) / 2
                 flow = flow + delta
                 mask = mask + block_mask if spec.mask_accumulates else block_mask
-            warped0 = warp(img0, flow[:, :2])
-            warped1 = warp(img1, flow[:, 2:4])
-        weight = torch.sigmoid(mask)
-        return warped0 * weight + warped1 * (1 - weight)
+            if i < count - 1 and heads:
+                moved0, moved1 = self._warp_pair(with_heads, flow)
+                warped0, warped1 = moved0[:, :3], moved1[:, :3]
+                moved_heads = [moved0[:, 3:], moved1[:, 3:]]
+            else:
+                warped0, warped1 = self._warp_pair(images, flow)
+        return torch.lerp(warped1.float(), warped0.float(), torch.sigmoid(mask))
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """Per-frame features [N,head,H,W] of prepared frames (None for 4.6, which has no head)."""
+        return self.encode(frames) if self.spec.head is not None else None
+
+    @torch.no_grad()
+    def prepare(self, frames: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frames [N,3,H,W] (0..1, any size) ready for :meth:`forward`: on the model's device and dtype,
+        clamped to 0..1, padded by edge repetition (module docstring); and their features."""
+        param = next(self.parameters())
+        frames = frames.to(param.device, param.dtype).clamp(0, 1)
+        h, w = frames.shape[-2:]
+        multiple = self.spec.pad_multiple(scale)
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        if pad_h or pad_w:
+            frames = F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
+        return frames.contiguous(), self.features(frames)
 
     @torch.no_grad()
     def interpolate(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor | float,
@@ -261,24 +338,25 @@ class IFNet(nn.Module):
 
         ``timestep``: a float or [N] in 0..1. ``scale`` < 1 estimates motion on a coarser grid (0.5 for
         4K). Pads by edge repetition (module docstring), clamps inputs to 0..1, crops the result back
-        to HxW. Runs in the model's dtype and device; returns that dtype.
+        to HxW. Convolutions run in the model's dtype on its device; flow, mask, warps and the blend in
+        fp32 (a bf16 flow would be off by half a pixel at 1080p motion). Returns float32.
         """
+        h, w = img0.shape[-2:]
+        (a, fa), (b, fb) = self.prepare(img0, scale), self.prepare(img1, scale)
+        return self.run_prepared(a, b, timestep, fa, fb, scale, ensemble)[:, :, :h, :w]
+
+    @torch.no_grad()
+    def run_prepared(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor | float,
+                     feat0: torch.Tensor | None, feat1: torch.Tensor | None, scale: float = 1.0,
+                     ensemble: bool = False) -> torch.Tensor:
+        """:meth:`forward` on frames and features from :meth:`prepare` (padded size out)."""
         if ensemble and not self.spec.ensemble:
             raise ValueError(f"RIFE {self.spec.arch} has no ensemble mode; turn ensemble off")
-        param = next(self.parameters())
-        n, _, h, w = img0.shape
-        img0 = img0.to(param.device, param.dtype).clamp(0, 1)
-        img1 = img1.to(param.device, param.dtype).clamp(0, 1)
+        n = img0.shape[0]
         if not torch.is_tensor(timestep):
             timestep = torch.full((n,), float(timestep))
-        timestep = timestep.to(param.device, param.dtype).reshape(n, 1, 1, 1)
-        multiple = self.spec.pad_multiple(scale)
-        pad_h, pad_w = (-h) % multiple, (-w) % multiple
-        if pad_h or pad_w:
-            img0 = F.pad(img0, (0, pad_w, 0, pad_h), mode="replicate")
-            img1 = F.pad(img1, (0, pad_w, 0, pad_h), mode="replicate")
-        out = self.forward(img0, img1, timestep, self.spec.scale_list(scale), ensemble)
-        return out[:, :, :h, :w]
+        timestep = timestep.to(img0.device, img0.dtype).reshape(n, 1, 1, 1)
+        return self.forward(img0, img1, timestep, self.spec.scale_list(scale), ensemble, feat0, feat1)
 
 
 def build(arch: str) -> IFNet:

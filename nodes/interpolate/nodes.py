@@ -20,8 +20,9 @@ CATEGORY = "gemDirect/interpolate"
 MODEL_FOLDERS = ("frame_interpolation", "rife")
 FRAME_INTERPOLATION_PACK = "comfyui-frame-interpolation"  # its checkpoints sit in <pack>/ckpts/rife
 NO_MODELS = "(no RIFE models found: see this node's help)"
+NONE = "none (optical flow)"  # the first choice: no model, so a workflow loads without any RIFE file
 WORKING_FILES = ("rife47.pth, rife49.pth, rife417.pth, rife426.pth (ComfyUI-Frame-Interpolation), "
-                 "flownet.pkl of Practical-RIFE 4.6 to 4.26, rife_v4.26.safetensors (ComfyUI)")
+                 "Practical-RIFE's flownet.pkl, ComfyUI's rife_v4.25/_lite/_heavy and rife_v4.26/_heavy .safetensors")
 MODES = ("multiplier", "target_fps")
 SCALES = ("1.0", "0.5", "0.25", "2.0")
 FLOW = "flow (no model)"
@@ -54,7 +55,7 @@ def list_models() -> list[str]:
     names: list[str] = []
     for folder in MODEL_FOLDERS:
         names += [n for n in comfy.model_files(folder) if n not in names]
-    return names or [NO_MODELS]
+    return [NONE, *names]
 
 
 def model_file(name: str) -> str:
@@ -74,7 +75,7 @@ def model_file(name: str) -> str:
 
 
 class GemDirectRIFELoader:
-    """Load a RIFE (IFNet 4.6 to 4.26) checkpoint in any layout; the version is read from its tensors."""
+    """Load a RIFE IFNet checkpoint (ifnet.VERSIONS) in any layout; the version is read from its tensors."""
 
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -83,7 +84,8 @@ class GemDirectRIFELoader:
     OUTPUT_TOOLTIPS = ("The loaded RIFE network for Interpolate (gemDirect).",
                        "Which version and layout was detected, e.g. 'RIFE 4.25 (releases 4.25/4.26) ...'.")
     DESCRIPTION = ("Loads RIFE weights you already have (Practical-RIFE flownet.pkl, ComfyUI-Frame-Interpolation "
-                   "rife*.pth, ComfyUI's rife_v4.26.safetensors) and detects the version from the weights.")
+                   "rife*.pth, ComfyUI's rife_v4.25*/rife_v4.26* safetensors) and detects the version from the "
+                   "weights.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -91,13 +93,16 @@ class GemDirectRIFELoader:
             "required": {
                 "model_name": (list_models(), {
                     "tooltip": "RIFE checkpoint from models/frame_interpolation, models/rife or "
-                    "ComfyUI-Frame-Interpolation's ckpts/rife. The version (4.6, 4.7-4.9, 4.10-4.12, 4.17-4.18, "
-                    "4.25/4.26) is detected from the tensors, never from the name.",
+                    "ComfyUI-Frame-Interpolation's ckpts/rife. The version is detected from the tensors, never "
+                    "from the name. Loads: 4.6-4.26 with the lite and heavy variants (4.15.lite-4.17.lite, "
+                    "4.22.lite, 4.25.lite, 4.25.heavy, 4.26.heavy); not 4.0-4.5 or 4.12.lite/4.13.lite.",
                 }),
-                "dtype": (["fp32", "fp16", "bf16"], {
-                    "default": "fp32",
-                    "tooltip": "Precision on the device. fp32: exact, the CPU's best. fp16: half the memory and "
-                    "faster on NVIDIA GPUs. bf16: like fp16 with more range (RTX 30xx and newer).",
+                "dtype": (["auto", "fp32", "fp16", "bf16"], {
+                    "default": "auto",
+                    "tooltip": "Precision of the convolutions (flow, warps and blending always run in fp32). auto: "
+                    "fp16 on GPUs; on the CPU bf16 where it computes bf16 natively (AVX512-BF16/AMX; frames within "
+                    "about 0.01 of fp32), else fp32. fp32: exact. fp16: half the memory, fast on NVIDIA GPUs. "
+                    "bf16: like fp16 with more range (RTX 30xx and newer, recent CPUs).",
                 }),
             },
         }
@@ -105,6 +110,8 @@ class GemDirectRIFELoader:
     def load(self, model_name: str, dtype: str):
         from .loader import load_rife
 
+        if model_name == NONE:
+            return (None, "no RIFE model: Interpolate and Story Render use optical flow")
         model = load_rife(model_file(model_name), dtype, device=comfy.torch_device())
         log.info("[gemDirect] %s", model.describe())
         return (model, model.describe())
@@ -161,8 +168,8 @@ class GemDirectInterpolate:
                 }),
                 "ensemble": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": "RIFE 4.6-4.18: also run each step on the swapped pair and average (slower, "
-                    "steadier). RIFE 4.25/4.26 have no ensemble mode; it is then ignored and reported.",
+                    "tooltip": "RIFE 4.6-4.20: also run each step on the swapped pair and average (slower, "
+                    "steadier). RIFE 4.21 and newer have no ensemble mode; it is then ignored and reported.",
                 }),
                 "batch_size": ("INT", {
                     "default": 4, "min": 1, "max": 64,

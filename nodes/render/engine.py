@@ -34,6 +34,7 @@ from .join import FilmPlan, RenderError, audio_samples_for, joined_frames, plan_
 log = logging.getLogger("gemdirect")
 
 INTERPOLATION_MODES = ("off", "flow", "rife")
+BATCH_SIZE = 4  # interpolation jobs per model call (halved on out of memory)
 AUDIO_MODES = ("auto", "off")
 ON_STALE_MODES = ("warn", "stop")
 RENDER_EVENT = "render"
@@ -62,6 +63,10 @@ class RenderSettings:
     crf: int = 19
     x264_preset: str = "medium"
     on_stale: str = "warn"
+    rife_scale: float = 1.0  # RIFE estimates motion at this fraction of the frame size (0.5 for 4K)
+    ensemble: bool = False  # RIFE 4.6-4.20: also run the swapped pair and average
+    interpolation_fallback: str | None = None  # why the method differs from the preset's (Post.InterpolationFallback)
+    upscale_fallback: str | None = None  # why the upscale method differs from the preset's (Post.UpscaleFallback)
 
     def __post_init__(self) -> None:
         if self.on_stale not in ON_STALE_MODES:
@@ -86,6 +91,7 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the validator's, empty when the run is valid
     elapsed_s: float = 0.0
+    memory: list[str] = field(default_factory=list)  # what each post stage asked ComfyUI to free (vram.room)
 
     def describe(self) -> str:
         """A few lines for the node's text output and the command line."""
@@ -106,6 +112,7 @@ class RenderResult:
             f"upscale: {post['UpscaleMethod']} ({post['UpscaleElapsed']:.0f} ms), "
             f"transitions: {post['TransitionMethod']}",
         ]
+        lines += [f"memory: {text}" for text in self.memory]
         lines += [f"WARNING: {text}" for text in self.warnings]
         if self.problems:
             lines.append(f"validator: {len(self.problems)} problem(s)")
@@ -145,6 +152,8 @@ class SceneCutGuard:
         self.method = inner.method
         self.cut_lefts = frozenset(cut_lefts)
         self.held = 0  # frames copied at scene cuts
+        if hasattr(inner, "make_room"):  # the engine's out-of-memory back-off frees memory through it
+            self.make_room = inner.make_room
 
     def run(self, jobs: list[Any]) -> Any:
         import torch
@@ -304,12 +313,25 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     joined = _Timed(joined_frames(film, settings.chunk_size))
     stream: Iterable[Any] = joined
     report = guard = None
+    fallbacks = [text for text in (settings.interpolation_fallback if interpolating else None,
+                                   settings.upscale_fallback if settings.upscale is not None else None) if text]
+    if interpolating and settings.interpolation == "rife" and settings.ensemble and not rife_model.spec.ensemble:
+        fallbacks.append(f"ensemble ignored: RIFE {rife_model.arch} has no ensemble mode")
+    for text in fallbacks:
+        ledger.warn(run, text)
+        log.warning("[gemDirect] render: %s", text)
     if interpolating:
-        inner = interpolation.RIFEInterpolator(rife_model) if settings.interpolation == "rife" \
-            else interpolation.FlowInterpolator()
+        inner = interpolation.RIFEInterpolator(rife_model, settings.rife_scale, settings.ensemble) \
+            if settings.interpolation == "rife" else interpolation.FlowInterpolator(min(1.0, settings.rife_scale))
+        batch = BATCH_SIZE
+        if hasattr(inner, "make_room"):  # room before any pair runs, even if every pair turns out a cut
+            if next(rife_model.net.parameters()).device.type == "cpu":
+                batch = 1  # on the CPU one pair a call measured faster than four (benchmarks/interpolate.py)
+            inner.make_room(film.height, film.width, batch)
         guard = SceneCutGuard(inner, film.cut_lefts)
         report = interpolation.Report(guard.method, film.fps, rate)
-        stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report))
+        stream = _Timed(interpolation.interpolate_chunks(joined, film.fps, rate, guard, report=report,
+                                                         batch_size=batch))
     interpolated = stream
     upscaler = None
     if settings.upscale is not None:
@@ -347,6 +369,10 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
                "FramesHeldAtSceneCuts": guard.held if guard else 0,
                "StoryFile": loaded.path})
     post["StaleScenes"] = [{"SceneId": s.scene, "Reasons": list(s.reasons)} for s in stale]
+    post["InterpolationFallback"] = settings.interpolation_fallback if interpolating else None
+    post["UpscaleFallback"] = settings.upscale_fallback if settings.upscale is not None else None
+    rooms = list(getattr(inner, "rooms", []) if interpolating else []) + list(upscaler.rooms if upscaler else [])
+    post["Memory"] = [room.telemetry() for room in rooms]
     post = ledger.record_post(run, post)
     elapsed = time.perf_counter() - started
     ledger.append_event(run, RENDER_EVENT, phase="end", final=post["FinalPath"], elapsed_s=round(elapsed, 3))
@@ -356,8 +382,9 @@ def render_story(run: ledger.Run, settings: RenderSettings | None = None, *, sto
     except ValueError as exc:  # TelemetryError: the film stands, the telemetry says what is wrong
         problems.append(f"telemetry not written: {exc}")
     problems += validate_run(run.run_dir) if not problems else []
-    result = RenderResult(info.path, post, film, info, audio_source, stale_warnings + list(film.warnings), problems,
-                          elapsed)
+    result = RenderResult(info.path, post, film, info, audio_source,
+                          stale_warnings + list(film.warnings) + fallbacks, problems, elapsed)
+    result.memory = [room.describe() for room in rooms]
     if problems:
         log.warning("[gemDirect] render of run %s: %d telemetry problem(s): %s", run.run_id, len(problems),
                     "; ".join(problems))

@@ -20,20 +20,33 @@ AUDIO_CHOICES = ("auto", "off")
 WHEN_NOW = "now"
 WHEN_LAST = "after the last scene"
 WHEN_CHOICES = (WHEN_NOW, WHEN_LAST)
+RIFE_SCALES = ("1.0", "0.5", "0.25", "2.0")  # as Interpolate (gemDirect)'s scale
+NO_RIFE = "none (optical flow)"  # RIFE Loader's first choice
+NO_UPSCALE = "none (Lanczos)"  # Upscale Model Loader's first choice
 
 
 def render_settings(story_post: Any, *, interpolation: str, target_fps: float, rife_connected: bool, upscale: str,
                     factor: float, long_side: int, width: int, height: int, on_missing: str, audio: str,
-                    crf: int, on_stale: str = "warn") -> Any:
-    """RenderSettings from the node's widgets; ``from story`` takes the story's preset (a PostPlan)."""
+                    crf: int, on_stale: str = "warn", upscale_connected: bool = False, scale: str = "1.0",
+                    ensemble: bool = False) -> Any:
+    """RenderSettings from the node's widgets; ``from story`` takes the story's preset (a PostPlan).
+
+    A preset that asks for RIFE (or a model upscale) while no model is chosen falls back to optical
+    flow (Lanczos) and says so: ``interpolation_fallback`` / ``upscale_fallback`` become warnings in the
+    report, the run ledger and the UI event, and Post.InterpolationFallback / Post.UpscaleFallback."""
     from ..upscale.sizing import OutputSize
     from .engine import RenderSettings
     from .join import RenderError
 
     method = "rife" if rife_connected else "flow"
+    interpolation_fallback = upscale_fallback = None
     if interpolation == FROM_STORY:
         enabled = bool(story_post and story_post.interpolation and story_post.target_fps)
         interpolation_mode, rate = (method if enabled else "off"), (story_post.target_fps if enabled else None)
+        if enabled and story_post.interpolation_method == "rife" and not rife_connected:
+            interpolation_fallback = (f"the preset asks for RIFE interpolation but no RIFE model is chosen "
+                                      f"(RIFE Loader on '{NO_RIFE}' or not connected): optical flow used instead; "
+                                      "choose a RIFE file in RIFE Loader (gemDirect) to get RIFE")
     elif interpolation == "target fps":
         interpolation_mode, rate = method, target_fps
     elif interpolation == "off":
@@ -43,6 +56,10 @@ def render_settings(story_post: Any, *, interpolation: str, target_fps: float, r
     if upscale == FROM_STORY:
         enabled = bool(story_post and story_post.upscale and story_post.upscale_factor != 1.0)
         size = OutputSize(mode="factor", factor=story_post.upscale_factor) if enabled else None
+        if enabled and story_post.upscale_method == "model" and not upscale_connected:
+            upscale_fallback = (f"the preset asks for a model upscale but no upscale model is chosen "
+                                f"(Upscale Model Loader on '{NO_UPSCALE}' or not connected): Lanczos used instead; "
+                                "choose an ESRGAN-family file in Upscale Model Loader (gemDirect)")
     elif upscale == "off":
         size = None
     elif upscale in UPSCALE_CHOICES:
@@ -51,8 +68,12 @@ def render_settings(story_post: Any, *, interpolation: str, target_fps: float, r
         raise RenderError(f"upscale '{upscale}' is not one of {', '.join(UPSCALE_CHOICES)}")
     if on_missing not in ON_MISSING:
         raise RenderError(f"on_missing '{on_missing}' is not one of {', '.join(ON_MISSING)}")
+    if scale not in RIFE_SCALES:
+        raise RenderError(f"scale '{scale}' is not one of {', '.join(RIFE_SCALES)}")
     return RenderSettings(interpolation=interpolation_mode, target_fps=rate, upscale=size,
-                          on_missing=ON_MISSING[on_missing], audio=audio, crf=crf, on_stale=on_stale)
+                          on_missing=ON_MISSING[on_missing], audio=audio, crf=crf, on_stale=on_stale,
+                          rife_scale=float(scale), ensemble=bool(ensemble),
+                          interpolation_fallback=interpolation_fallback, upscale_fallback=upscale_fallback)
 
 
 class GemDirectStoryRender:
@@ -122,14 +143,26 @@ class GemDirectStoryRender:
                     "scene that changed): warn (render it as it is, with a warning per stale scene in the report "
                     "and the telemetry) or stop with an error naming them. Regenerate stale re-renders them.",
                 }),
+                "scale": (list(RIFE_SCALES), {
+                    "default": "1.0",
+                    "tooltip": "RIFE estimates motion at this fraction of the frame size: 1.0 up to 1080p, 0.5 for "
+                    "4K, 0.25 for 8K; 2.0 for small frames with fine motion. Optical flow uses at most 1.0.",
+                }),
+                "ensemble": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "RIFE 4.6-4.20: also run each step on the swapped pair and average (about twice the "
+                    "time, steadier motion). RIFE 4.21 and newer have none: ignored, with a warning.",
+                }),
             },
             "optional": {
                 "story": ("STORY", {"tooltip": "From Story Loader: render from this story file as it is now. "
                                     "Empty: the story file the run was started from (re-read, so a reordered "
                                     "timeline renders reordered)."}),
-                "rife_model": ("GEMDIRECT_RIFE", {"tooltip": "From RIFE Loader (gemDirect). Empty: optical flow."}),
-                "upscale_model": ("UPSCALE_MODEL", {"tooltip": "From core's Load Upscale Model (ESRGAN family). "
-                                                    "Empty: Lanczos."}),
+                "rife_model": ("GEMDIRECT_RIFE", {"tooltip": f"From RIFE Loader (gemDirect). '{NO_RIFE}' there, or "
+                                                  "not connected: optical flow (a preset asking for RIFE warns)."}),
+                "upscale_model": ("UPSCALE_MODEL", {"tooltip": "From Upscale Model Loader (gemDirect) or core's Load "
+                                                    f"Upscale Model (ESRGAN family). '{NO_UPSCALE}' or not "
+                                                    "connected: Lanczos (a preset asking for a model warns)."}),
                 "audio": ("AUDIO", {"tooltip": "Sound for the film (Load Audio); beats the story's soundtrack."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
@@ -141,11 +174,11 @@ class GemDirectStoryRender:
 
     @classmethod
     def VALIDATE_INPUTS(cls, interpolation=FROM_STORY, upscale=FROM_STORY, on_missing="render what exists",
-                        audio_mode="auto", when=WHEN_NOW, on_stale="warn", **_inputs):
+                        audio_mode="auto", when=WHEN_NOW, on_stale="warn", scale="1.0", **_inputs):
         for name, value, choices in (("interpolation", interpolation, INTERPOLATION_CHOICES),
                                      ("upscale", upscale, UPSCALE_CHOICES), ("on_missing", on_missing, ON_MISSING),
                                      ("audio_mode", audio_mode, AUDIO_CHOICES), ("when", when, WHEN_CHOICES),
-                                     ("on_stale", on_stale, ON_STALE_CHOICES)):
+                                     ("on_stale", on_stale, ON_STALE_CHOICES), ("scale", scale, RIFE_SCALES)):
             if value not in choices:
                 return f"{name} '{value}' is not one of {', '.join(choices)}"
         return True
@@ -153,7 +186,8 @@ class GemDirectStoryRender:
     def render(self, run: Any, interpolation: str = FROM_STORY, target_fps: float = 24.0, upscale: str = FROM_STORY,
                factor: float = 2.0, long_side: int = 1920, width: int = 1920, height: int = 1080,
                on_missing: str = "render what exists", audio_mode: str = "auto", crf: int = 19, when: str = WHEN_NOW,
-               on_stale: str = "warn", story: Any = None, rife_model: Any = None, upscale_model: Any = None,
+               on_stale: str = "warn", scale: str = "1.0", ensemble: bool = False, story: Any = None,
+               rife_model: Any = None, upscale_model: Any = None,
                audio: dict | None = None, unique_id=None, prompt=None):
         from ..chain.save import preview_entry
         from ..run.ledger import run_status
@@ -170,14 +204,18 @@ class GemDirectStoryRender:
         settings = render_settings(loaded.plan.post, interpolation=interpolation, target_fps=target_fps,
                                    rife_connected=rife_model is not None, upscale=upscale, factor=factor,
                                    long_side=long_side, width=width, height=height, on_missing=on_missing,
-                                   audio=audio_mode, crf=crf, on_stale=on_stale)
+                                   audio=audio_mode, crf=crf, on_stale=on_stale,
+                                   upscale_connected=upscale_model is not None, scale=scale, ensemble=ensemble)
         result = render_story(run, settings, story=loaded, rife_model=rife_model, upscale_model=upscale_model,
-                              upscale_name=upscale_model_file(prompt, unique_id), audio=audio, node_id=unique_id)
+                              upscale_name=upscale_model_file(prompt, unique_id) if upscale_model is not None else None,
+                              audio=audio, node_id=unique_id)
         report = result.describe()
         log.info("[gemDirect] %s", report.replace("\n", " | "))
         comfy.send_event("gemdirect.render", {"run_id": run.run_id, "story_id": run.story_id, "final": result.path,
                                               "frames": result.post["FinalFrames"], "problems": result.problems,
-                                              "warnings": result.warnings,
+                                              "warnings": result.warnings, "memory": result.memory,
+                                              "fallbacks": {"interpolation": result.post.get("InterpolationFallback"),
+                                                            "upscale": result.post.get("UpscaleFallback")},
                                               "stale": [s["SceneId"] for s in result.post.get("StaleScenes") or []]})
         preview = preview_entry(result.path)
         ui = {"images": [preview], "animated": (True,)} if preview else {}

@@ -205,6 +205,18 @@ class StaleScene(_Model):
     Reasons: list[str] = Field(description="what changed since the scene was rendered (fields, predecessor)")
 
 
+class StageMemory(_Model):
+    Stage: str = Field(description="the post stage that asked for room: interpolate or upscale")
+    Reason: str = Field(description="start (before its model moved to the device) or out of memory (a back-off)")
+    Device: str
+    NeedMB: float = Field(ge=0, description="bytes asked for: the stage's estimate plus ComfyUI's reserve")
+    FreeBeforeMB: float = Field(ge=0)
+    FreeAfterMB: float = Field(ge=0)
+    CachedModelsBeforeMB: float = Field(ge=0, description="models ComfyUI held on the device before")
+    CachedModelsAfterMB: float = Field(ge=0, description="... and after (lower: ComfyUI unloaded them)")
+    Unloaded: list[str] = Field(description="models ComfyUI unloaded to make room")
+
+
 class PostTelemetry(_Model):
     InterpolationMethod: str = Field(pattern=r"^(rife-4\.[0-9A-Za-z.]+|flow|none)$",
                                      description="rife-4.x (IFNet version), flow, or none")
@@ -223,6 +235,14 @@ class PostTelemetry(_Model):
     Joins: list[JoinTelemetry] | None = Field(None, description="every join between two scenes, in film order")
     StaleScenes: list[StaleScene] | None = Field(
         None, description="scenes rendered into the film although stale (inputs or chained predecessor changed)")
+    InterpolationFallback: str | None = Field(
+        None, description="why InterpolationMethod is not what the preset asked for (e.g. RIFE asked, no RIFE "
+        "model chosen: flow), null when it is")
+    UpscaleFallback: str | None = Field(
+        None, description="why UpscaleMethod is not what the preset asked for (a model asked, none chosen: "
+        "lanczos), null when it is")
+    Memory: list[StageMemory] | None = Field(
+        None, description="each time a post stage asked ComfyUI to free memory for it, with the figures")
     Extra: dict[str, Any] | None = Field(None, description="room-specific details (free form)")
 
 

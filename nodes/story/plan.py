@@ -484,6 +484,20 @@ def describe_plan(plan: StoryPlan) -> str:
         count = sum(s.svi.enabled for s in plan.scenes)
         lines.append(f"  SVI: {count} scene(s) continue in latent space; the HIGH/LOW SVI LoRA pair adds about "
                      f"{SVI_VRAM_GB:g} GB of VRAM (low VRAM: set svi off or use Standard)")
+    lines.append("  " + describe_post(plan.post))
     warnings = list(plan.warnings) + [w for s in plan.scenes for w in s.warnings]
     lines.extend(f"  WARNING: {w}" for w in warnings)
     return "\n".join(lines)
+
+
+def describe_post(post: PostPlan) -> str:
+    """The preset's post stages in one line, and which loader they need (Story Render uses them)."""
+    interpolation = "off"
+    if post.interpolation and post.target_fps:
+        need = " (needs a RIFE file in RIFE Loader, else optical flow)" if post.interpolation_method == "rife" else ""
+        interpolation = f"{post.interpolation_method} to {float(post.target_fps):g} fps{need}"
+    upscale = "off"
+    if post.upscale and post.upscale_factor != 1.0:
+        need = " (needs a file in Upscale Model Loader, else Lanczos)" if post.upscale_method == "model" else ""
+        upscale = f"{post.upscale_method} x{post.upscale_factor:g}{need}"
+    return f"post: interpolation {interpolation}; upscale {upscale}"

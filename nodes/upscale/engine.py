@@ -13,6 +13,7 @@ Only one chunk and its output are held at a time, so memory does not grow with c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -169,6 +170,7 @@ class Upscaler:
         self.plan: TilePlan | None = None
         self._plan_size: tuple[int, int] | None = None
         self.backoffs = 0
+        self.rooms: list[Any] = []  # vram.room.RoomRecord: memory asked for before the model moved, and on OOM
         self.device = None
         self.dtype = None
         if self.info is not None:
@@ -202,9 +204,39 @@ class Upscaler:
             for chunk in chunks:
                 yield self._finish(chunk, None)
             return
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            return
+        # As core's ImageUpscaleWithModel: free the bytes the job needs before moving the model.
+        self.make_room(first.shape[1], first.shape[2], first.shape[0])
         with model_on(self.model, self.device, self.dtype) as runner:
-            for chunk in chunks:
+            for chunk in itertools.chain([first], chunks):
                 yield self._finish(chunk, runner)
+
+    def need_bytes(self, height: int, width: int, frames: int, plan: TilePlan | None = None) -> int:
+        """The model's weights, one tile pass's activations and (on the CPU) the chunk's output, in bytes.
+
+        The tile is the plan's, else the engine's largest auto tile (or the node's fixed ``tile``)."""
+        import torch
+
+        element_size = torch.empty((), dtype=self.dtype).element_size()
+        weights = sum(p.numel() for p in self.model.model.parameters()) * element_size
+        side = plan.tile if plan is not None else (self.settings.tile or MAX_AUTO_TILE)
+        per_pass = plan.frames_per_pass if plan is not None else max(1, self.settings.frames_per_pass)
+        working = activation_bytes_per_pixel(self.info, element_size) * min(side, height) * min(side, width)
+        need = weights + working * per_pass
+        if getattr(self.device, "type", str(self.device)) == "cpu":
+            need += frames * height * width * self.info.scale ** 2 * 3 * 4
+        return int(need)
+
+    def make_room(self, height: int, width: int, frames: int, plan: TilePlan | None = None,
+                  reason: str = "start") -> None:
+        """Ask ComfyUI to unload cached models until this stage's bytes are free (vram.room)."""
+        from ..vram.room import make_room
+
+        self.rooms.append(make_room("upscale", self.need_bytes(height, width, frames, plan), self.device,
+                                    reason=reason))
 
     # ------------------------------------------------------------------ internals
 
@@ -259,6 +291,7 @@ class Upscaler:
                 if not is_out_of_memory(exc):
                     raise
                 self._back_off(exc)
+                self.make_room(height, width, count, self.plan, reason="out of memory")
                 continue
             if self.progress is not None:
                 self.progress(stop - start)

@@ -76,5 +76,55 @@ class GemDirectUpscale:
         return (result,)
 
 
-NODE_CLASS_MAPPINGS = {"GemDirectUpscale": GemDirectUpscale}
-NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectUpscale": "Upscale (gemDirect)"}
+NONE = "none (Lanczos)"  # the first choice: no model, so a workflow loads without any upscale file
+
+
+def load_upscale_model(path: str):
+    """An ESRGAN-family file as core's UpscaleModelLoader loads it: spandrel descriptor, eval, on the CPU."""
+    from spandrel import ImageModelDescriptor, ModelLoader
+
+    state = comfy.load_state_dict(path)
+    if "module.layers.0.residual_group.blocks.0.norm1.weight" in state:  # SwinIR saved with DataParallel
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    try:
+        model = ModelLoader().load_from_state_dict(state).eval()
+    except Exception as exc:
+        raise ValueError(f"{path} is not an upscale model spandrel knows ({type(exc).__name__}: {exc}); use an "
+                         f"ESRGAN-family file (RealESRGAN, UltraSharp, compact...) or '{NONE}'") from exc
+    if not isinstance(model, ImageModelDescriptor):
+        raise ValueError(f"{path} is a {type(model).__name__}, not a single-image upscale model")
+    return model
+
+
+class GemDirectUpscaleModelLoader:
+    """Core's Load Upscale Model with an explicit first choice: none (Lanczos)."""
+
+    CATEGORY = "gemDirect/upscale"
+    FUNCTION = "load"
+    RETURN_TYPES = ("UPSCALE_MODEL", "STRING")
+    RETURN_NAMES = ("upscale_model", "description")
+    OUTPUT_TOOLTIPS = ("The model for Story Render / Upscale (gemDirect); nothing when 'none (Lanczos)' is chosen.",
+                       "What was loaded: architecture and factor, or that Lanczos is used.")
+    DESCRIPTION = ("Loads an ESRGAN-family model from models/upscale_models as core's Load Upscale Model does. Its "
+                   "first choice, none (Lanczos), loads nothing, so a workflow opens without the file and the "
+                   "choice shows in the graph.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": ([NONE, *comfy.model_files("upscale_models")], {
+            "tooltip": "An upscale model from models/upscale_models (RealESRGAN_x4plus.pth, 4x-UltraSharp, compact "
+            "models...), or none (Lanczos): Story Render and Upscale then resize with Lanczos; a preset that asks "
+            "for a model upscale says so in the report and the telemetry."})}}
+
+    def load(self, model_name: str):
+        if model_name == NONE:
+            return (None, "no upscale model: Lanczos")
+        from .model import model_label
+
+        model = load_upscale_model(comfy.model_path("upscale_models", model_name))
+        return (model, f"{model_label(model)} from {model_name}")
+
+
+NODE_CLASS_MAPPINGS = {"GemDirectUpscale": GemDirectUpscale, "GemDirectUpscaleModelLoader": GemDirectUpscaleModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectUpscale": "Upscale (gemDirect)",
+                              "GemDirectUpscaleModelLoader": "Upscale Model Loader (gemDirect)"}

@@ -15,6 +15,7 @@ T2V in_dim 16. WAN 2.1 1.3B: dim 1536, 30 blocks. WAN 2.1 I2V carries a CLIP ima
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -137,10 +138,14 @@ def _wan_vae(shapes: Shapes) -> Architecture | None:
 
 
 def _rife(shapes: Shapes) -> Architecture | None:
-    if "block0.conv0.0.0.weight" not in shapes:
+    core = "blocks.0.conv0.0.0.weight" in shapes  # core ComfyUI's spelling of the same tensors
+    if "block0.conv0.0.0.weight" not in shapes and not core:
         return None
-    blocks = count_blocks(shapes, "block")
-    return Architecture("rife", "rife-4.x", "RIFE 4.x (IFNet)", None, {"blocks": blocks})
+    blocks = count_blocks(shapes, "blocks." if core else "block")
+    last = shapes.get("blocks.0.lastconv.0.weight" if core else "block0.lastconv.0.weight", (0, 0))
+    head = next((shapes[k][1] for k in ("encode.cnn3.weight", "encode.6.weight", "encode.1.weight") if k in shapes), 0)
+    return Architecture("rife", "rife-4.x", "RIFE 4.x (IFNet)", None,
+                        {"blocks": blocks, "head": int(head), "carried": last[1] == 52})
 
 
 def _upscaler(shapes: Shapes) -> Architecture | None:
@@ -151,7 +156,36 @@ def _upscaler(shapes: Shapes) -> Architecture | None:
     if not convs:
         return None
     widest = max(max(shape[0], shape[1]) for shape in convs)
-    return Architecture("upscaler", "esrgan-family", "ESRGAN-family upscaler", None, {"max_channels": widest})
+    details = {"max_channels": widest}
+    scale = upscale_factor(shapes)
+    if scale is not None:
+        details["scale"] = scale
+    return Architecture("upscaler", "esrgan-family", "ESRGAN-family upscaler", None, details)
+
+
+def upscale_factor(shapes: Shapes) -> int | None:
+    """The upscale factor an ESRGAN-family file has, from its tensors (spandrel's rules), or None.
+
+    Compact (SRVGG): the last body conv emits 3 x scale^2 channels for its pixel shuffle. RRDB, new
+    spelling: x2 per ``conv_up*``, less the pixel-unshuffle of the 1x/2x variants (conv_first takes
+    12 or 48 channels). RRDB, old spelling (``model.N``): x2 per conv between the trunk and the last two.
+    """
+    if "body.0.weight" in shapes and "conv_first.weight" not in shapes:
+        body = sorted((int(k.split(".")[1]), v) for k, v in shapes.items()
+                      if k.startswith("body.") and k.endswith(".weight") and len(v) == 4)
+        if body:
+            root = math.isqrt(max(body[-1][1][0] // 3, 1))
+            return root if root * root * 3 == body[-1][1][0] else None
+    if "conv_first.weight" in shapes:
+        ups = sum(1 for k in shapes if re.match(r"^conv_up\d+\.weight$", k))
+        unshuffle = {12: 2, 48: 4}.get(shapes["conv_first.weight"][1], 1)
+        return max(1, 2 ** ups // unshuffle)
+    if "model.0.weight" in shapes:
+        convs = [int(k.split(".")[1]) for k, v in shapes.items()
+                 if re.match(r"^model\.\d+\.weight$", k) and len(v) == 4]
+        ups = len([i for i in convs if i >= 2]) - 2
+        return 2 ** ups if ups >= 0 else None
+    return None
 
 
 def _lora(shapes: Shapes) -> Architecture | None:

@@ -84,11 +84,16 @@ QUANT_BITS = {
 # Quants suggested when weights do not fit, best quality first.
 SUGGESTED_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M")
 
-# RIFE (the pack's IFNet, fp32): peak live bytes per frame pair per padded px = RIFE_PX_FULL at full
-# resolution + RIFE_PX_BLOCKS * scale^2 for the flow blocks. Measured 260 (4.6), 536 (4.17), 524
-# (4.25) at scale 1 and 204/408/428 at 0.5; this bound is at or above each (tests check it).
-RIFE_PX_FULL = 400
+# RIFE (the pack's IFNet, fp32): peak live bytes per frame pair per padded px = RIFE_PX_BASE +
+# RIFE_PX_HEAD per feature channel a frame + RIFE_PX_CARRIED when blocks carry features (4.21+) at
+# full resolution, + RIFE_PX_BLOCKS * scale^2 for the flow blocks. Measured at scale 1 / 0.5: 252/188
+# (4.6), 392/336 (4.7), 520/464 (4.17), 568/544 (4.21), 428/424 (4.25), 812/800 (4.26.heavy); this
+# bound is at or above each (tests check every architecture).
+RIFE_PX_BASE = 200
+RIFE_PX_HEAD = 36
+RIFE_PX_CARRIED = 90
 RIFE_PX_BLOCKS = 176
+RIFE_HEAD = 16  # feature channels when the release is unknown: the most any has (4.26.heavy)
 RIFE_BLOCKS = 5  # flow blocks when the release is unknown: the most any has (4.25+); 4.6-4.18 have 4
 UPSCALE_MIN_TILE = 64  # px: the upscale engine shrinks tiles on out-of-memory; below this it crawls
 
@@ -259,32 +264,41 @@ def _provider_decode_estimate(vae: str, workload: Workload, weights: int | None,
                          "ComfyUI decodes in tiles after a first out-of-memory (slower)")
 
 
-def rife_estimate(workload: Workload, *, weights: int, scale: float = 1.0, blocks: int = RIFE_BLOCKS) -> StageEstimate:
+def rife_estimate(workload: Workload, *, weights: int, scale: float = 1.0, blocks: int = RIFE_BLOCKS,
+                  head: int = RIFE_HEAD, carried: bool = True, pad_multiple: int | None = None) -> StageEstimate:
     """RIFE interpolation of ``workload.batch`` frame pairs per pass at ``scale`` (0.5 for 4K). Frames are
-    padded to a multiple of 4 x 2^(blocks - 1) / scale px (IFNet's coarsest grid), as the engine does."""
-    multiple = max(1, math.ceil(4 * 2 ** (blocks - 1) / scale))
+    padded to ``pad_multiple`` (default 4 x 2^(blocks - 1) / scale px, IFNet's coarsest grid), as the
+    engine does. ``head``: feature channels per frame; ``carried``: blocks carry features (4.21+)."""
+    multiple = pad_multiple or max(1, math.ceil(4 * 2 ** (blocks - 1) / scale))
     padded = math.ceil(workload.height / multiple) * multiple * math.ceil(workload.width / multiple) * multiple
-    per_pair = int((RIFE_PX_FULL + RIFE_PX_BLOCKS * scale * scale) * padded)
-    basis = (f"({RIFE_PX_FULL} + {RIFE_PX_BLOCKS} x scale {scale}^2) B x {padded} padded px = {gb(per_pair)} a pair "
+    full = RIFE_PX_BASE + RIFE_PX_HEAD * head + (RIFE_PX_CARRIED if carried else 0)
+    per_pair = int((full + RIFE_PX_BLOCKS * scale * scale) * padded)
+    basis = (f"({full} + {RIFE_PX_BLOCKS} x scale {scale}^2) B x {padded} padded px = {gb(per_pair)} a pair "
              f"x {workload.batch} pairs + RIFE {gb(weights)}")
     return StageEstimate("interpolate", int(weights), per_pair * workload.batch, int(weights), per_pair, basis,
                          "the interpolation engine halves the pairs per pass on out-of-memory")
 
 
 def upscale_estimate(workload: Workload, *, weights: int, max_channels: int = 64, scale: int = 4,
-                     dtype_bytes: int = 2) -> StageEstimate:
-    """ESRGAN-family upscaling of ``workload.batch`` whole frames per pass (the upscale room's rule:
-    element bytes x widest layer x (4 + 2 x scale^2) per input px)."""
+                     dtype_bytes: int = 2, tile: int = 0) -> StageEstimate:
+    """ESRGAN-family upscaling of ``workload.batch`` frames per pass, as the upscale engine runs it: in
+    tiles of at most ``tile`` px a side (its largest auto tile; a frame that fits is one tile), by the
+    upscale room's rule (element bytes x widest layer x (4 + 2 x scale^2) per input px). ``scale``: the
+    model's own factor (the guard reads it from the file)."""
     from types import SimpleNamespace
 
+    from ..upscale.engine import MAX_AUTO_TILE
     from ..upscale.model import activation_bytes_per_pixel
 
+    side = tile or MAX_AUTO_TILE
     per_px = activation_bytes_per_pixel(SimpleNamespace(max_channels=max_channels, scale=scale), dtype_bytes)
-    whole = per_px * workload.width * workload.height * workload.batch
-    tile = per_px * UPSCALE_MIN_TILE * UPSCALE_MIN_TILE
+    tile_w, tile_h = min(side, workload.width), min(side, workload.height)
+    whole = per_px * tile_w * tile_h * workload.batch
+    smallest = per_px * UPSCALE_MIN_TILE * UPSCALE_MIN_TILE
     basis = (f"{dtype_bytes} B x {max_channels} channels x (4 + 2 x {scale}^2) = {per_px} B/px x "
-             f"{workload.width}x{workload.height} x {workload.batch} frames = {gb(whole)} + model {gb(weights)}")
-    return StageEstimate("upscale", int(weights), whole, int(weights), tile, basis,
+             f"{tile_w}x{tile_h} (tiles of at most {side} px) x {workload.batch} frames = {gb(whole)} "
+             f"+ model {gb(weights)}")
+    return StageEstimate("upscale", int(weights), whole, int(weights), smallest, basis,
                          "the upscale engine works in tiles sized from free memory (slower)")
 
 

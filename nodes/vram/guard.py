@@ -207,14 +207,21 @@ def plan_stage(request: GuardRequest) -> Plan:
             notes.append(f"no RIFE file given: assumed {gb(DEFAULT_RIFE_WEIGHTS)} of weights")
         rifes = [model for model in models if model.architecture.family == "rife"]
         blocks = max((int(m.architecture.details.get("blocks", 5)) for m in rifes), default=5)
-        return Plan(rife_estimate(workload, weights=weights, scale=request.rife_scale, blocks=blocks),
+        head = max((int(m.architecture.details.get("head", 16)) for m in rifes), default=16)
+        carried = any(m.architecture.details.get("carried", True) for m in rifes) or not rifes
+        return Plan(rife_estimate(workload, weights=weights, scale=request.rife_scale, blocks=blocks, head=head,
+                                  carried=carried),
                     tuple(m.weight_bytes for m in models), tuple(notes))
     upscalers = [model for model in models if model.architecture.family == "upscaler"]
     channels = max((int(m.architecture.details.get("max_channels", 64)) for m in upscalers), default=64)
+    scales = [int(m.architecture.details["scale"]) for m in upscalers if "scale" in m.architecture.details]
+    scale = max(scales, default=request.upscale_scale)  # the model's own factor, read from its tensors
+    if upscalers and not scales:
+        notes.append(f"the upscale model's factor could not be read from its tensors: assumed {scale}x")
     weights = sum(model.weight_bytes for model in models)
     if not models:
-        notes.append("no upscale model file given: weights not counted")
-    return Plan(upscale_estimate(workload, weights=weights, max_channels=channels, scale=request.upscale_scale,
+        notes.append(f"no upscale model file given: weights not counted, {scale}x assumed")
+    return Plan(upscale_estimate(workload, weights=weights, max_channels=channels, scale=scale,
                                  dtype_bytes=request.dtype_bytes),
                 tuple(m.weight_bytes for m in models), tuple(notes))
 

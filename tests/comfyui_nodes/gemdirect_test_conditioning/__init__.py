@@ -48,5 +48,33 @@ class GemDirectTestConditioning:
         return ([[cond, extra]],)
 
 
-NODE_CLASS_MAPPINGS = {"GemDirectTestConditioning": GemDirectTestConditioning}
-NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectTestConditioning": "Test Conditioning (gemDirect tests only)"}
+class GemDirectTestReserveMemory:
+    """Sets ComfyUI's reserved memory (what ``--reserve-vram`` sets) while the server runs, and passes
+    ``value`` through so it runs before the node fed from it. On the CPU, free memory is the machine's
+    available RAM, which no tiny model can exhaust; a reserve larger than the RAM makes every "is
+    there room?" question answer no, so the memory tests can see ComfyUI unload its cached models."""
+
+    CATEGORY = "gemDirect/testing"
+    FUNCTION = "reserve"
+    RETURN_TYPES = ("STORY",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("STORY", {}), "reserve_gb": ("FLOAT", {"default": 0.4, "min": 0.0,
+                                                                                "max": 100000.0})}}
+
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        return float("nan")
+
+    def reserve(self, value, reserve_gb):
+        from comfy import model_management
+
+        model_management.EXTRA_RESERVED_VRAM = int(reserve_gb * 1024 ** 3)
+        return (value,)
+
+
+NODE_CLASS_MAPPINGS = {"GemDirectTestConditioning": GemDirectTestConditioning,
+                       "GemDirectTestReserveMemory": GemDirectTestReserveMemory}
+NODE_DISPLAY_NAME_MAPPINGS = {"GemDirectTestConditioning": "Test Conditioning (gemDirect tests only)",
+                              "GemDirectTestReserveMemory": "Test Reserve Memory (gemDirect tests only)"}
