@@ -439,8 +439,9 @@ def check_post_choices(server, path: Path, prompt: dict, last: dict, sid: str) -
     for key in upscale_loaders:
         chosen[key]["inputs"]["model_name"] = "RealESRGAN_x4plus.pth"
     key = of_type(chosen, STORY_RENDER)[0]
-    chosen[key]["inputs"].update({"interpolation": "target fps", "target_fps": 24.0, "upscale": "factor",
-                                  "factor": 2.0})
+    # twice the scenes' rate, so there is always something to interpolate (the 5B and LTX-Video make 24 fps)
+    chosen[key]["inputs"].update({"interpolation": "target fps", "target_fps": 2.0 * float(story.scenes[0].fps),
+                                  "upscale": "factor", "factor": 2.0})
     queue_and_wait(server, chosen, SCENE_TIMEOUT)
     newest = max(run_folders(server.base / "output", sid),
                  key=lambda run: (run / "artifact-metadata.json").stat().st_mtime)
