@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, load_pack, pack_module
-from workflow_check import load_schemas, pack_schemas, to_api_prompt, workflow_files
+from workflow_check import load_schemas, pack_schemas, to_api_prompt
 
 ray = pytest.importorskip("ray", reason="the farm needs ray (requirements-scale.txt)")
 
@@ -112,15 +112,16 @@ def local_schemas() -> dict:
                                  default=str))
 
 
-def test_the_farms_workflow_conversion_is_the_suites_for_every_shipped_workflow():
-    schemas = local_schemas()
-    for path in workflow_files():
-        shipped = json.loads(path.read_text(encoding="utf-8"))
-        assert workflow.to_api_prompt(shipped, schemas) == to_api_prompt(shipped, schemas), path.name
+def test_the_farm_sends_the_shipped_workflows_by_name():
+    """(Its converter is tests/workflow_check.to_api_prompt: the suite checks it against the real frontend.)"""
     assert workflow.workflow_path("story_wan22_14b_flf2v") == REPO_ROOT / "example_workflows" / \
         "story_wan22_14b_flf2v.json"
     with pytest.raises(workflow.WorkflowError, match="not a shipped workflow"):
         workflow.workflow_path("no_such_workflow")
+    prompt = workflow.load_workflow_prompt("story_render", local_schemas())
+    assert "GemDirectStoryRender" in {node["class_type"] for node in prompt.values()}
+    with pytest.raises(workflow.WorkflowError, match="is not a node type the worker knows"):
+        workflow.load_workflow_prompt("story_render", {})
 
 
 class FakeWorker:

@@ -282,19 +282,15 @@ def _node_label(node: Mapping) -> str:
 
 
 def _origin(link_id: int, links: Mapping[int, list], nodes: Mapping[int, Mapping]) -> tuple[int, int] | None:
-    """(node id, output slot) that really feeds ``link_id``, walking back through Reroutes."""
-    seen = set()
-    while link_id in links and link_id not in seen:
-        seen.add(link_id)
-        _, source, slot, *_ = links[link_id]
-        node = nodes.get(source)
-        if node is None or node.get("type") != REROUTE:
-            return source, slot
-        inputs = node.get("inputs") or []
-        if not inputs or inputs[0].get("link") is None:
-            return None
-        link_id = inputs[0]["link"]
-    return None
+    """(node id, output slot) that really feeds ``link_id``, walking back through Reroutes (the pack's rule)."""
+    return _pack_workflow()._origin(link_id, links, nodes)
+
+
+def _pack_workflow():
+    """The pack's UI -> API converter (nodes/farm/workflow.py: what the farm sends workers)."""
+    from conftest import pack_module  # tests/ is on sys.path (pytest, or run as a script)
+
+    return pack_module("nodes.farm.workflow")
 
 
 def check_workflow(workflow: Any, schemas: Mapping[str, Mapping],
@@ -413,38 +409,10 @@ def check_workflow_file(path: Path, schemas: Mapping[str, Mapping],
 
 
 def to_api_prompt(workflow: Mapping, schemas: Mapping[str, Mapping]) -> dict[str, dict]:
-    """The API-format prompt the frontend would queue for ``workflow`` (notes and muted nodes left out).
-
-    Widget values become inputs unless the widget is linked; control values stay in the UI;
-    links through Reroutes go to their real origin. Bypassed nodes are not supported (ValueError).
-    """
-    nodes = {node["id"]: node for node in workflow["nodes"]}
-    links = {link[0]: link for link in workflow["links"]}
-    prompt: dict[str, dict] = {}
-    for node in workflow["nodes"]:
-        node_type = node["type"]
-        if node_type in NOTE_TYPES or node_type == REROUTE or node.get("mode", 0) == 2:
-            continue
-        if node.get("mode", 0) == 4:
-            raise ValueError(f"{_node_label(node)} is bypassed; to_api_prompt does not rewire bypassed nodes")
-        schema = schemas[node_type]
-        linked = {i["widget"]["name"] for i in node.get("inputs") or [] if "widget" in i and i.get("link") is not None}
-        inputs: dict[str, Any] = {}
-        values = node.get("widgets_values") or []
-        position = 0
-        for widget in widgets(schema):
-            if widget.name not in linked:
-                inputs[widget.name] = values[position]
-            position += widget.width
-        for slot in node.get("inputs") or []:
-            if slot.get("link") is None:
-                continue
-            origin = _origin(slot["link"], links, nodes)
-            if origin is not None and nodes[origin[0]].get("mode", 0) != 2:
-                inputs[slot["name"]] = [str(origin[0]), origin[1]]
-        title = node.get("title") or schema.get("display_name") or node_type
-        prompt[str(node["id"])] = {"class_type": node_type, "inputs": inputs, "_meta": {"title": title}}
-    return prompt
+    """The API-format prompt the frontend would queue for ``workflow`` (notes and muted nodes left out), made by
+    the pack's own converter, so the suite's check against the real frontend's ``graphToPrompt``
+    (tests/test_comfyui_workflows.py) covers the code the farm ships. Bypassed nodes: ValueError."""
+    return _pack_workflow().to_api_prompt(workflow, schemas)
 
 
 def workflow_files(folder: Path = WORKFLOW_DIR) -> list[Path]:

@@ -3,7 +3,8 @@ worker is sent, the way the frontend's ``graphToPrompt`` makes it: widget values
 order the node's ``/object_info`` declares its widgets (a seed's ``control_after_generate`` and an
 upload button hold a value of their own), links become ``[node id, slot]`` (through Reroutes),
 notes and muted nodes are left out. The suite checks this against the real frontend's conversion
-(tests/test_farm.py compares it with tests/workflow_check.py, which is compared with the frontend).
+(tests/workflow_check.py uses it, and the integration suite compares that with the frontend's output on
+every shipped workflow).
 """
 
 from __future__ import annotations
