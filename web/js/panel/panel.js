@@ -629,8 +629,9 @@ export class StoryPanel {
     this.els.cancel.disabled = !this.generating && !Object.values(this.live).some((s) => ["queued", "rendering"].includes(s.state));
   }
 
-  thumbURL(sceneId) {
-    const params = this.q({ name: this.storyDoc.name, scene: sceneId, run: this.run && this.run.run_id,
+  /** A scene's picture: the run's last frame (``frame`` "first": its first) once rendered, else its keyframe. */
+  thumbURL(sceneId, frame) {
+    const params = this.q({ name: this.storyDoc.name, scene: sceneId, run: this.run && this.run.run_id, frame,
       v: `${this.storyDoc.hash.slice(0, 8)}${this.run && this.run.scenes[sceneId] ? `-${this.run.scenes[sceneId].attempts}` : ""}` });
     return this.host.apiURL(`/gemdirect/thumbnail?${params}`);
   }

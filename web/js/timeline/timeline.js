@@ -141,13 +141,6 @@ export class TimelinePanel extends StoryPanel {
     return layoutTrack(this.storyDoc ? this.storyDoc.scenes : [], { pxPerSecond, zoom: this.zoom });
   }
 
-  frameURL(sceneId, frame) {
-    const record = this.run && this.run.scenes[sceneId];
-    const params = this.q({ name: this.storyDoc.name, scene: sceneId, run: record ? this.run.run_id : undefined, frame,
-      v: `${this.storyDoc.hash.slice(0, 8)}${record ? `-${record.attempts}` : ""}` });
-    return this.host.apiURL(`/gemdirect/thumbnail?${params}`);
-  }
-
   // ------------------------------------------------------------------ track
 
   renderTimeline() {
@@ -194,9 +187,9 @@ export class TimelinePanel extends StoryPanel {
     const status = card.status;
     const rendered = Boolean(this.run && this.run.scenes[card.id]);
     const frames = rendered
-      ? [el("img", { alt: "", class: "gd-first", src: this.frameURL(card.id, "first"), onerror: (e) => e.target.remove() }),
-        el("img", { alt: "", class: "gd-last", src: this.frameURL(card.id, "last"), onerror: (e) => e.target.remove() })]
-      : [el("img", { alt: "", class: "gd-key", src: this.frameURL(card.id), onerror: (e) => e.target.remove() })];
+      ? [el("img", { alt: "", class: "gd-first", src: this.thumbURL(card.id, "first"), onerror: (e) => e.target.remove() }),
+        el("img", { alt: "", class: "gd-last", src: this.thumbURL(card.id, "last"), onerror: (e) => e.target.remove() })]
+      : [el("img", { alt: "", class: "gd-key", src: this.thumbURL(card.id), onerror: (e) => e.target.remove() })];
     const node = el("div", {
       class: `gd-clip${this.selected === card.id ? " gd-selected" : ""}`, role: "listitem", tabindex: "0", draggable: "true",
       "data-scene": card.id, "data-seconds": String(clip.seconds), title: `${card.index}. ${card.title}\n${card.prompt}\n(drag, or Alt+←/→, to reorder)`,
