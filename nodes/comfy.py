@@ -179,11 +179,10 @@ def apply_lora_file(model: Any, clip: Any, path: str, strength_model: float, str
 
     Standalone there is no ComfyUI MODEL to patch: RuntimeError.
     """
-    sd, utils = _loaded("comfy.sd"), _loaded("comfy.utils")
-    if sd is None or utils is None:
+    sd = _loaded("comfy.sd")
+    if sd is None:
         raise RuntimeError("applying a LoRA needs ComfyUI (comfy.sd); it runs inside ComfyUI only")
-    lora = utils.load_torch_file(path, safe_load=True)
-    return sd.load_lora_for_models(model, clip, lora, float(strength_model), float(strength_clip))
+    return sd.load_lora_for_models(model, clip, load_state_dict(path), float(strength_model), float(strength_clip))
 
 
 def load_state_dict(path: str) -> dict:

@@ -540,10 +540,11 @@ def device(server) -> dict:
     return server.get("/gemdirect/health").json()["device"]
 
 
-def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
-    # load a tiny T2V DiT and the WAN 2.1 VAE into ComfyUI's model cache with a one-step sample
-    vae = next(name for folder, name, kind in models_wanted(api_prompt(suite, FLF2V)) if folder == "vae")
-    sample = {
+def loaded_sample_prompt(server) -> dict:
+    """A one-step 64x64 sample of the tiny T2V DiT decoded by the WAN 2.1 VAE: queued, it leaves both models in
+    ComfyUI's model cache (for the tests of what frees them)."""
+    vae = next(name for folder, name, kind in models_wanted(api_prompt(server, FLF2V)) if folder == "vae")
+    return {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": T2V_MODEL, "weight_dtype": "default"}},
         "2": {"class_type": "GemDirectTestConditioning", "inputs": {"text": "a lighthouse", "tokens": 16}},
         "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
@@ -555,6 +556,11 @@ def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["5", 0]}},
         "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
     }
+
+
+def test_the_guard_frees_cached_models_by_bytes_and_keeps_its_own_loaded(suite):
+    # load a tiny T2V DiT and the WAN 2.1 VAE into ComfyUI's model cache with a one-step sample
+    sample = loaded_sample_prompt(suite)
     queue_and_wait(suite, sample, SCENE_TIMEOUT)
     before = device(suite)
     assert before["cached_models_mb"] > 0, before  # comfy.loaded_models sees ComfyUI's cache
@@ -591,19 +597,7 @@ def test_a_render_needing_more_than_is_free_unloads_the_cached_wan_model_first(s
     story = story_option(FLF2V)
     if FLF2V.name not in suite.finished:
         render_scenes_first(suite, story, 1)
-    vae = next(name for folder, name, kind in models_wanted(api_prompt(suite, FLF2V)) if folder == "vae")
-    sample = {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": T2V_MODEL, "weight_dtype": "default"}},
-        "2": {"class_type": "GemDirectTestConditioning", "inputs": {"text": "a lighthouse", "tokens": 16}},
-        "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
-                                                                  "batch_size": 1}},
-        "4": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
-                                                   "latent_image": ["3", 0], "seed": 1, "steps": 1, "cfg": 1.0,
-                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "5": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["5", 0]}},
-        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
-    }
+    sample = loaded_sample_prompt(suite)
     queue_and_wait(suite, sample, SCENE_TIMEOUT)
     before = device(suite)
     assert before["cached_models_mb"] > 0, before
